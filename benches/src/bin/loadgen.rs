@@ -1,0 +1,2 @@
+//! Load generator (to be written).
+fn main() {}

@@ -1,0 +1,250 @@
+//! The local randomizers.
+//!
+//! A [`MechanismSpec`] names a mechanism and its public parameters (what a metric
+//! publishes); [`Mechanism::new`] validates it together with an [`Epsilon`] and
+//! derives the mechanism's probabilities. A [`Mechanism`] then
+//! - encodes one value into a [`Report`] on the device (`encode_index`, `encode_value`),
+//! - validates a report on the server ([`Mechanism::validate`]),
+//! - folds reports into fixed-size [`Stats`] ([`Mechanism::accumulate`]),
+//! - and turns statistics into unbiased estimates with standard errors
+//!   ([`Mechanism::estimate_frequencies`], [`Mechanism::estimate_mean`]).
+//!
+//! Every mechanism satisfies pure epsilon-LDP per report: for any two inputs and
+//! any output, the output probabilities differ by at most a factor e^epsilon.
+
+pub mod grr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::estimate::{Estimate, Stats};
+use crate::{Epsilon, Error, LdpRng, Result};
+
+/// A mechanism and its public parameters, as a metric publishes them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MechanismSpec {
+    /// Binary randomized response on {0, 1}.
+    Binary,
+    /// k-ary (generalized) randomized response over `[0, domain_size)`.
+    Grr {
+        /// Domain size d >= 2.
+        domain_size: u32,
+    },
+    /// Symmetric unary encoding (basic one-time RAPPOR).
+    Sue {
+        /// Domain size d >= 2.
+        domain_size: u32,
+    },
+    /// Optimized unary encoding.
+    Oue {
+        /// Domain size d >= 2.
+        domain_size: u32,
+    },
+    /// Optimized local hashing with a finite public seed family.
+    Olh {
+        /// Domain size d >= 2.
+        domain_size: u32,
+        /// Buckets g >= 2 (0 = the optimum round(e^eps) + 1).
+        buckets: u32,
+        /// Size S of the public seed family (0 = default).
+        seed_count: u32,
+    },
+    /// Hadamard response.
+    Hadamard {
+        /// Domain size d >= 2.
+        domain_size: u32,
+    },
+    /// Laplace on a power-of-two grid with discrete (geometric) noise.
+    Laplace {
+        /// Lower bound of the range.
+        lo: f64,
+        /// Upper bound of the range.
+        hi: f64,
+        /// The grid is 2^granularity_log2 (0 = chosen from the range).
+        granularity_log2: i32,
+    },
+    /// Duchi et al.'s one-bit numeric mechanism.
+    Duchi {
+        /// Lower bound of the range.
+        lo: f64,
+        /// Upper bound of the range.
+        hi: f64,
+    },
+    /// Wang et al.'s Piecewise mechanism.
+    Piecewise {
+        /// Lower bound of the range.
+        lo: f64,
+        /// Upper bound of the range.
+        hi: f64,
+    },
+    /// Wang et al.'s Hybrid of Piecewise and Duchi.
+    Hybrid {
+        /// Lower bound of the range.
+        lo: f64,
+        /// Upper bound of the range.
+        hi: f64,
+    },
+}
+
+/// One randomized report. Nothing in it is a raw value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Report {
+    /// Binary RR and GRR: the reported index.
+    Index(u32),
+    /// SUE and OUE: d bits packed least significant bit first.
+    Bits(Vec<u8>),
+    /// OLH: seed index in `[0, S)` and bucket in `[0, g)`.
+    Hashed {
+        /// Index into the public seed family.
+        seed_index: u32,
+        /// Reported bucket.
+        bucket: u32,
+    },
+    /// Hadamard response: coefficient index and reported sign.
+    Hadamard {
+        /// Coefficient index in `[0, D)`.
+        coefficient: u32,
+        /// The reported sign.
+        positive: bool,
+    },
+    /// Laplace: the output as an integer multiple of the grid.
+    Grid(i64),
+    /// Duchi, Piecewise, Hybrid: the unbiased output on the metric's scale.
+    Numeric(f64),
+}
+
+/// A validated mechanism with its derived parameters.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Mechanism {
+    /// Binary RR and GRR.
+    Grr(grr::Grr),
+}
+
+impl Mechanism {
+    /// Validates `spec` and `epsilon` and derives the mechanism's parameters.
+    pub fn new(spec: MechanismSpec, epsilon: Epsilon) -> Result<Self> {
+        match spec {
+            MechanismSpec::Binary => Ok(Self::Grr(grr::Grr::new(2, epsilon)?)),
+            MechanismSpec::Grr { domain_size } => {
+                Ok(Self::Grr(grr::Grr::new(domain_size, epsilon)?))
+            }
+            other => Err(Error::Unsupported(format!(
+                "mechanism {other:?} is not implemented yet"
+            ))),
+        }
+    }
+
+    /// The epsilon of one report.
+    pub fn epsilon(&self) -> Epsilon {
+        match self {
+            Self::Grr(m) => m.epsilon(),
+        }
+    }
+
+    /// Domain size of a categorical mechanism, `None` for numeric ones.
+    pub fn domain_size(&self) -> Option<u32> {
+        match self {
+            Self::Grr(m) => Some(m.domain_size()),
+        }
+    }
+
+    /// Randomizes the categorical value `value` in `[0, d)`.
+    pub fn encode_index(&self, value: u32, rng: &mut LdpRng) -> Result<Report> {
+        match self {
+            Self::Grr(m) => m.encode(value, rng).map(Report::Index),
+        }
+    }
+
+    /// Randomizes the numeric value `value` (numeric mechanisms only).
+    pub fn encode_value(&self, value: f64, _rng: &mut LdpRng) -> Result<Report> {
+        match self {
+            Self::Grr(_) => Err(Error::Unsupported(format!(
+                "{value}: a categorical mechanism encodes indices, not numbers"
+            ))),
+        }
+    }
+
+    /// Checks that `report` could have been produced by this mechanism.
+    pub fn validate(&self, report: &Report) -> Result<()> {
+        match (self, report) {
+            (Self::Grr(m), Report::Index(i)) => m.validate(*i),
+            (_, other) => Err(Error::InvalidReport(format!(
+                "payload {} does not match the mechanism",
+                kind_name(other)
+            ))),
+        }
+    }
+
+    /// Number of counters in this mechanism's [`Stats`].
+    pub fn stats_len(&self) -> usize {
+        match self {
+            Self::Grr(m) => m.domain_size() as usize,
+        }
+    }
+
+    /// Empty statistics for this mechanism.
+    pub fn new_stats(&self) -> Stats {
+        Stats::new(self.stats_len())
+    }
+
+    /// Validates `report` and adds it to `stats`; on error `stats` is unchanged.
+    pub fn accumulate(&self, stats: &mut Stats, report: &Report) -> Result<()> {
+        self.check_stats(stats)?;
+        self.validate(report)?;
+        match (self, report) {
+            (Self::Grr(_), Report::Index(i)) => stats.counts[*i as usize] += 1,
+            _ => unreachable!("validate() accepted a mismatched payload"),
+        }
+        stats.reports += 1;
+        Ok(())
+    }
+
+    /// Unbiased estimates of the count of every value in `[0, d)`.
+    pub fn estimate_frequencies(&self, stats: &Stats) -> Result<Vec<Estimate>> {
+        self.check_stats(stats)?;
+        match self {
+            Self::Grr(m) => Ok(m.estimate(stats)),
+        }
+    }
+
+    /// Unbiased estimate of the mean (numeric mechanisms only).
+    pub fn estimate_mean(&self, _stats: &Stats) -> Result<Estimate> {
+        Err(Error::Unsupported(
+            "the mean of a categorical metric".into(),
+        ))
+    }
+
+    fn check_stats(&self, stats: &Stats) -> Result<()> {
+        if stats.counts.len() == self.stats_len() {
+            Ok(())
+        } else {
+            Err(Error::StatsMismatch(format!(
+                "{} counters, the mechanism needs {}",
+                stats.counts.len(),
+                self.stats_len()
+            )))
+        }
+    }
+}
+
+fn kind_name(report: &Report) -> &'static str {
+    match report {
+        Report::Index(_) => "index",
+        Report::Bits(_) => "bits",
+        Report::Hashed { .. } => "hashed",
+        Report::Hadamard { .. } => "hadamard",
+        Report::Grid(_) => "grid",
+        Report::Numeric(_) => "numeric",
+    }
+}
+
+/// Exact variance of a pure frequency oracle's count estimate (Wang et al. 2017):
+/// `Var[c_v] = n q(1-q)/(p-q)^2 + c_v (1-p-q)/(p-q)`, where p = P(support | v) and
+/// q = P(support | not v). With `c_v` unknown the estimate is plugged in, clamped to [0, n].
+pub fn pure_oracle_variance(n: f64, count: f64, p: f64, q: f64) -> f64 {
+    let c = count.clamp(0.0, n);
+    n * q * (1.0 - q) / ((p - q) * (p - q)) + c * (1.0 - p - q) / (p - q)
+}
