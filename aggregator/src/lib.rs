@@ -1,1 +1,3 @@
 //! ldp-aggregator
+
+pub mod dataset;
