@@ -22,7 +22,10 @@ mod epsilon;
 mod error;
 pub mod estimate;
 pub mod mechanism;
+pub mod metric;
 mod rng;
+#[cfg(feature = "grpc")]
+pub mod wire;
 
 pub use epsilon::Epsilon;
 pub use error::{Error, Result};
