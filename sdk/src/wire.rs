@@ -109,6 +109,21 @@ pub fn mechanism_to_proto(spec: &MechanismSpec) -> Result<pb::Mechanism> {
         MechanismSpec::Duchi { lo, hi } => Kind::Duchi(range(lo, hi, 0)),
         MechanismSpec::Piecewise { lo, hi } => Kind::Piecewise(range(lo, hi, 0)),
         MechanismSpec::Hybrid { lo, hi } => Kind::Hybrid(range(lo, hi, 0)),
+        MechanismSpec::Rappor {
+            num_bits,
+            num_hashes,
+            num_cohorts,
+            f,
+            p,
+            q,
+        } => Kind::Rappor(pb::Rappor {
+            num_bits,
+            num_hashes,
+            num_cohorts,
+            f,
+            p,
+            q,
+        }),
         ref other => {
             return Err(Error::Unsupported(format!(
                 "mechanism {other:?} has no wire form yet"
@@ -178,11 +193,14 @@ pub fn mechanism_from_proto(mechanism: pb::Mechanism) -> Result<MechanismSpec> {
             no_granularity(&r, "hybrid")?;
             MechanismSpec::Hybrid { lo: r.lo, hi: r.hi }
         }
-        Kind::Rappor(_) => {
-            return Err(Error::Unsupported(
-                "RAPPOR metrics have no SDK mechanism spec".into(),
-            ));
-        }
+        Kind::Rappor(r) => MechanismSpec::Rappor {
+            num_bits: r.num_bits,
+            num_hashes: r.num_hashes,
+            num_cohorts: r.num_cohorts,
+            f: r.f,
+            p: r.p,
+            q: r.q,
+        },
     })
 }
 
@@ -205,6 +223,10 @@ pub fn report_to_proto(header: ReportHeader, report: &Report) -> Result<pb::Repo
         }),
         Report::Grid(g) => Payload::GridValue(*g),
         Report::Numeric(x) => Payload::Numeric(*x),
+        Report::Rappor { cohort, bits } => Payload::Rappor(pb::RapporReport {
+            cohort: *cohort,
+            bits: bits.clone(),
+        }),
         other => {
             return Err(Error::Unsupported(format!(
                 "report {other:?} has no wire form yet"
@@ -244,11 +266,10 @@ pub fn report_from_proto(report: pb::Report) -> Result<(ReportHeader, Report)> {
         },
         Payload::GridValue(g) => Report::Grid(g),
         Payload::Numeric(x) => Report::Numeric(x),
-        Payload::Rappor(_) => {
-            return Err(Error::InvalidReport(
-                "a RAPPOR payload has no SDK report type".into(),
-            ));
-        }
+        Payload::Rappor(r) => Report::Rappor {
+            cohort: r.cohort,
+            bits: r.bits,
+        },
     };
     Ok((header, report))
 }

@@ -13,6 +13,7 @@
 //! any output, the output probabilities differ by at most a factor e^epsilon.
 
 pub mod grr;
+pub mod rappor;
 
 use serde::{Deserialize, Serialize};
 
@@ -85,6 +86,22 @@ pub enum MechanismSpec {
         /// Upper bound of the range.
         hi: f64,
     },
+    /// RAPPOR (see [`rappor`]). Naming of the RAPPOR paper: p = P(1 | PRR bit 0),
+    /// q = P(1 | PRR bit 1), the reverse of most later papers.
+    Rappor {
+        /// Bloom filter size k in [1, 256].
+        num_bits: u32,
+        /// Bloom hashes h in [1, 16].
+        num_hashes: u32,
+        /// Cohorts m >= 1.
+        num_cohorts: u32,
+        /// PRR noise probability (implemented as ceil(128 f) / 128).
+        f: f64,
+        /// P(IRR bit 1 | PRR bit 0).
+        p: f64,
+        /// P(IRR bit 1 | PRR bit 1).
+        q: f64,
+    },
 }
 
 /// One randomized report. Nothing in it is a raw value.
@@ -113,6 +130,13 @@ pub enum Report {
     Grid(i64),
     /// Duchi, Piecewise, Hybrid: the unbiased output on the metric's scale.
     Numeric(f64),
+    /// RAPPOR: the cohort and k IRR bits packed least significant bit first.
+    Rappor {
+        /// Cohort in `[0, m)`.
+        cohort: u32,
+        /// The IRR bits, `ceil(k / 8)` bytes, padding bits zero.
+        bits: Vec<u8>,
+    },
 }
 
 /// A validated mechanism with its derived parameters.
@@ -121,6 +145,8 @@ pub enum Report {
 pub enum Mechanism {
     /// Binary RR and GRR.
     Grr(grr::Grr),
+    /// RAPPOR (server side: validation and per-cohort bit counts).
+    Rappor(rappor::Rappor),
 }
 
 impl Mechanism {
@@ -130,6 +156,17 @@ impl Mechanism {
             MechanismSpec::Binary => Ok(Self::Grr(grr::Grr::new(2, epsilon)?)),
             MechanismSpec::Grr { domain_size } => {
                 Ok(Self::Grr(grr::Grr::new(domain_size, epsilon)?))
+            }
+            MechanismSpec::Rappor {
+                num_bits,
+                num_hashes,
+                num_cohorts,
+                f,
+                p,
+                q,
+            } => {
+                let params = rappor::RapporParams::new(num_bits, num_hashes, num_cohorts, f, p, q)?;
+                Ok(Self::Rappor(rappor::Rappor::new(params, epsilon)?))
             }
             other => Err(Error::Unsupported(format!(
                 "mechanism {other:?} is not implemented yet"
@@ -141,6 +178,7 @@ impl Mechanism {
     pub fn epsilon(&self) -> Epsilon {
         match self {
             Self::Grr(m) => m.epsilon(),
+            Self::Rappor(m) => m.epsilon(),
         }
     }
 
@@ -148,6 +186,8 @@ impl Mechanism {
     pub fn domain_size(&self) -> Option<u32> {
         match self {
             Self::Grr(m) => Some(m.domain_size()),
+            // Strings, decoded against a candidate list: no fixed domain.
+            Self::Rappor(_) => None,
         }
     }
 
@@ -155,6 +195,9 @@ impl Mechanism {
     pub fn encode_index(&self, value: u32, rng: &mut LdpRng) -> Result<Report> {
         match self {
             Self::Grr(m) => m.encode(value, rng).map(Report::Index),
+            Self::Rappor(_) => Err(Error::Unsupported(format!(
+                "{value}: RAPPOR encodes strings with a device secret, use rappor::RapporEncoder"
+            ))),
         }
     }
 
@@ -164,6 +207,9 @@ impl Mechanism {
             Self::Grr(_) => Err(Error::Unsupported(format!(
                 "{value}: a categorical mechanism encodes indices, not numbers"
             ))),
+            Self::Rappor(_) => Err(Error::Unsupported(format!(
+                "{value}: RAPPOR encodes strings with a device secret, use rappor::RapporEncoder"
+            ))),
         }
     }
 
@@ -171,6 +217,9 @@ impl Mechanism {
     pub fn validate(&self, report: &Report) -> Result<()> {
         match (self, report) {
             (Self::Grr(m), Report::Index(i)) => m.validate(*i),
+            (Self::Rappor(m), Report::Rappor { cohort, bits }) => {
+                m.params().validate(*cohort, bits)
+            }
             (_, other) => Err(Error::InvalidReport(format!(
                 "payload {} does not match the mechanism",
                 kind_name(other)
@@ -182,6 +231,7 @@ impl Mechanism {
     pub fn stats_len(&self) -> usize {
         match self {
             Self::Grr(m) => m.domain_size() as usize,
+            Self::Rappor(m) => m.stats_len(),
         }
     }
 
@@ -196,6 +246,9 @@ impl Mechanism {
         self.validate(report)?;
         match (self, report) {
             (Self::Grr(_), Report::Index(i)) => stats.counts[*i as usize] += 1,
+            (Self::Rappor(m), Report::Rappor { cohort, bits }) => {
+                m.accumulate(stats, *cohort, bits)
+            }
             _ => unreachable!("validate() accepted a mismatched payload"),
         }
         stats.reports += 1;
@@ -207,6 +260,10 @@ impl Mechanism {
         self.check_stats(stats)?;
         match self {
             Self::Grr(m) => Ok(m.estimate(stats)),
+            Self::Rappor(_) => Err(Error::Unsupported(
+                "RAPPOR frequencies are decoded against a candidate list: use ldp_aggregator::rappor::decode"
+                    .into(),
+            )),
         }
     }
 
@@ -238,6 +295,7 @@ fn kind_name(report: &Report) -> &'static str {
         Report::Hadamard { .. } => "hadamard",
         Report::Grid(_) => "grid",
         Report::Numeric(_) => "numeric",
+        Report::Rappor { .. } => "rappor",
     }
 }
 
