@@ -5,9 +5,11 @@
 //! each other value with probability q = 1 / (e^eps + d - 1).
 //!
 //! # Privacy
-//! p / q = e^eps exactly: epsilon-LDP per report. The coin is drawn as an integer
-//! comparison against a 64-bit threshold, so the implemented ratio differs from
-//! e^eps by at most 2^-64 relative.
+//! p / q = e^eps: epsilon-LDP per report; nothing is memoized. The truth coin
+//! compares a uniform 64-bit integer against `floor(p * 2^64)` and the lie is
+//! exactly uniform over the d - 1 other values (Lemire's method), so the
+//! implemented p is at most 2^-64 below the nominal one, the implemented q at
+//! most that much above, and the implemented epsilon never exceeds the nominal.
 //!
 //! # Utility
 //! Count estimate c_v = (C_v - n q) / (p - q), unbiased, with
@@ -17,10 +19,9 @@
 //! Citation: Warner 1965; Kairouz, Bonawitz, Ramage 2016; Wang et al. 2017
 //! ("Locally differentially private protocols for frequency estimation").
 
-use rand::RngExt;
-
 use crate::estimate::{Estimate, Stats};
-use crate::mechanism::pure_oracle_variance;
+use crate::mechanism::limits::{check_domain_size, check_epsilon, out_of_domain};
+use crate::mechanism::{oracle, sampling};
 use crate::{Epsilon, Error, LdpRng, Result};
 
 /// k-ary randomized response over `[0, d)`.
@@ -28,26 +29,25 @@ use crate::{Epsilon, Error, LdpRng, Result};
 pub struct Grr {
     d: u32,
     epsilon: Epsilon,
+    keep: u64,
     p: f64,
     q: f64,
 }
 
 impl Grr {
-    /// Validates d >= 2.
+    /// Validates `2 <= d <= MAX_DOMAIN_SIZE` and epsilon within the limits.
     pub fn new(d: u32, epsilon: Epsilon) -> Result<Self> {
-        if d < 2 {
-            return Err(Error::InvalidParameter {
-                name: "domain_size",
-                reason: format!("{d} < 2"),
-            });
-        }
+        check_domain_size(d)?;
+        check_epsilon(epsilon)?;
         let e = epsilon.exp();
-        let denom = e + f64::from(d) - 1.0;
+        let keep = sampling::threshold_down(e / (e + f64::from(d) - 1.0));
+        let p = sampling::threshold_probability(keep);
         Ok(Self {
             d,
             epsilon,
-            p: e / denom,
-            q: 1.0 / denom,
+            keep,
+            p,
+            q: (1.0 - p) / f64::from(d - 1),
         })
     }
 
@@ -61,27 +61,26 @@ impl Grr {
         self.d
     }
 
-    /// P(report = v | value = v).
+    /// P(report = v | value = v), as implemented.
     pub fn p(&self) -> f64 {
         self.p
     }
 
-    /// P(report = u | value = v) for u != v.
+    /// P(report = u | value = v) for u != v, as implemented.
     pub fn q(&self) -> f64 {
         self.q
     }
 
-    /// Randomizes `value`.
+    /// Randomizes `value` in `[0, d)`.
     pub fn encode(&self, value: u32, rng: &mut LdpRng) -> Result<u32> {
-        self.validate(value).map_err(|_| Error::OutOfDomain {
-            value: value.to_string(),
-            domain_size: self.d,
-        })?;
-        if rng.random::<f64>() < self.p {
+        if value >= self.d {
+            return Err(out_of_domain(value, self.d));
+        }
+        if sampling::coin(rng, self.keep) {
             return Ok(value);
         }
-        // Uniform over the d - 1 other values.
-        let other = rng.random_range(0..self.d - 1);
+        // Exactly uniform over the d - 1 other values.
+        let other = sampling::uniform_below(rng, u64::from(self.d - 1)) as u32;
         Ok(if other >= value { other + 1 } else { other })
     }
 
@@ -97,20 +96,15 @@ impl Grr {
         }
     }
 
+    /// Exact variance of the count estimate of a value with true count `count`
+    /// among `n` reports.
+    pub fn count_variance(&self, n: f64, count: f64) -> f64 {
+        crate::mechanism::pure_oracle_variance(n, count, self.p, self.q)
+    }
+
     /// Unbiased count estimates from per-value counts.
     pub fn estimate(&self, stats: &Stats) -> Vec<Estimate> {
         let n = stats.reports as f64;
-        stats
-            .counts
-            .iter()
-            .map(|&c| {
-                let value = (c as f64 - n * self.q) / (self.p - self.q);
-                let var = pure_oracle_variance(n, value, self.p, self.q);
-                Estimate {
-                    value,
-                    std_error: var.sqrt(),
-                }
-            })
-            .collect()
+        oracle::estimates(stats.counts.iter().map(|&c| c as f64), n, self.p, self.q)
     }
 }

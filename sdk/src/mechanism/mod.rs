@@ -147,6 +147,20 @@ pub enum Mechanism {
     Grr(grr::Grr),
     /// RAPPOR (server side: validation and per-cohort bit counts).
     Rappor(rappor::Rappor),
+    /// SUE and OUE.
+    Unary(unary::Unary),
+    /// Optimized local hashing.
+    Olh(olh::Olh),
+    /// Hadamard response.
+    Hadamard(hadamard::Hadamard),
+    /// Discrete Laplace on a power-of-two grid.
+    Laplace(numeric::laplace::Laplace),
+    /// Duchi et al.'s two-output mechanism.
+    Duchi(numeric::duchi::Duchi),
+    /// Wang et al.'s Piecewise mechanism.
+    Piecewise(numeric::piecewise::Piecewise),
+    /// Wang et al.'s Hybrid mechanism.
+    Hybrid(numeric::hybrid::Hybrid),
 }
 
 impl Mechanism {
@@ -168,9 +182,49 @@ impl Mechanism {
                 let params = rappor::RapporParams::new(num_bits, num_hashes, num_cohorts, f, p, q)?;
                 Ok(Self::Rappor(rappor::Rappor::new(params, epsilon)?))
             }
-            other => Err(Error::Unsupported(format!(
-                "mechanism {other:?} is not implemented yet"
-            ))),
+            MechanismSpec::Sue { domain_size } => Ok(Self::Unary(unary::Unary::new(
+                unary::UnaryKind::Symmetric,
+                domain_size,
+                epsilon,
+            )?)),
+            MechanismSpec::Oue { domain_size } => Ok(Self::Unary(unary::Unary::new(
+                unary::UnaryKind::Optimized,
+                domain_size,
+                epsilon,
+            )?)),
+            MechanismSpec::Olh {
+                domain_size,
+                buckets,
+                seed_count,
+            } => Ok(Self::Olh(olh::Olh::new(
+                domain_size,
+                buckets,
+                seed_count,
+                epsilon,
+            )?)),
+            MechanismSpec::Hadamard { domain_size } => Ok(Self::Hadamard(hadamard::Hadamard::new(
+                domain_size,
+                epsilon,
+            )?)),
+            MechanismSpec::Laplace {
+                lo,
+                hi,
+                granularity_log2,
+            } => Ok(Self::Laplace(numeric::laplace::Laplace::new(
+                lo,
+                hi,
+                granularity_log2,
+                epsilon,
+            )?)),
+            MechanismSpec::Duchi { lo, hi } => {
+                Ok(Self::Duchi(numeric::duchi::Duchi::new(lo, hi, epsilon)?))
+            }
+            MechanismSpec::Piecewise { lo, hi } => Ok(Self::Piecewise(
+                numeric::piecewise::Piecewise::new(lo, hi, epsilon)?,
+            )),
+            MechanismSpec::Hybrid { lo, hi } => {
+                Ok(Self::Hybrid(numeric::hybrid::Hybrid::new(lo, hi, epsilon)?))
+            }
         }
     }
 
@@ -179,6 +233,13 @@ impl Mechanism {
         match self {
             Self::Grr(m) => m.epsilon(),
             Self::Rappor(m) => m.epsilon(),
+            Self::Unary(m) => m.epsilon(),
+            Self::Olh(m) => m.epsilon(),
+            Self::Hadamard(m) => m.epsilon(),
+            Self::Laplace(m) => m.epsilon(),
+            Self::Duchi(m) => m.epsilon(),
+            Self::Piecewise(m) => m.epsilon(),
+            Self::Hybrid(m) => m.epsilon(),
         }
     }
 
@@ -188,6 +249,10 @@ impl Mechanism {
             Self::Grr(m) => Some(m.domain_size()),
             // Strings, decoded against a candidate list: no fixed domain.
             Self::Rappor(_) => None,
+            Self::Unary(m) => Some(m.domain_size()),
+            Self::Olh(m) => Some(m.domain_size()),
+            Self::Hadamard(m) => Some(m.domain_size()),
+            Self::Laplace(_) | Self::Duchi(_) | Self::Piecewise(_) | Self::Hybrid(_) => None,
         }
     }
 
@@ -195,6 +260,22 @@ impl Mechanism {
     pub fn encode_index(&self, value: u32, rng: &mut LdpRng) -> Result<Report> {
         match self {
             Self::Grr(m) => m.encode(value, rng).map(Report::Index),
+            Self::Unary(m) => m.encode(value, rng).map(Report::Bits),
+            Self::Olh(m) => m
+                .encode(value, rng)
+                .map(|(seed_index, bucket)| Report::Hashed { seed_index, bucket }),
+            Self::Hadamard(m) => {
+                m.encode(value, rng)
+                    .map(|(coefficient, positive)| Report::Hadamard {
+                        coefficient,
+                        positive,
+                    })
+            }
+            Self::Laplace(_) | Self::Duchi(_) | Self::Piecewise(_) | Self::Hybrid(_) => {
+                Err(Error::Unsupported(format!(
+                    "{value}: a numeric mechanism encodes numbers, not indices"
+                )))
+            }
             Self::Rappor(_) => Err(Error::Unsupported(format!(
                 "{value}: RAPPOR encodes strings with a device secret, use rappor::RapporEncoder"
             ))),
@@ -202,11 +283,17 @@ impl Mechanism {
     }
 
     /// Randomizes the numeric value `value` (numeric mechanisms only).
-    pub fn encode_value(&self, value: f64, _rng: &mut LdpRng) -> Result<Report> {
+    pub fn encode_value(&self, value: f64, rng: &mut LdpRng) -> Result<Report> {
         match self {
-            Self::Grr(_) => Err(Error::Unsupported(format!(
-                "{value}: a categorical mechanism encodes indices, not numbers"
-            ))),
+            Self::Laplace(m) => m.encode(value, rng).map(Report::Grid),
+            Self::Duchi(m) => m.encode(value, rng).map(Report::Numeric),
+            Self::Piecewise(m) => m.encode(value, rng).map(Report::Numeric),
+            Self::Hybrid(m) => m.encode(value, rng).map(Report::Numeric),
+            Self::Grr(_) | Self::Unary(_) | Self::Olh(_) | Self::Hadamard(_) => {
+                Err(Error::Unsupported(format!(
+                    "{value}: a categorical mechanism encodes indices, not numbers"
+                )))
+            }
             Self::Rappor(_) => Err(Error::Unsupported(format!(
                 "{value}: RAPPOR encodes strings with a device secret, use rappor::RapporEncoder"
             ))),
@@ -217,6 +304,15 @@ impl Mechanism {
     pub fn validate(&self, report: &Report) -> Result<()> {
         match (self, report) {
             (Self::Grr(m), Report::Index(i)) => m.validate(*i),
+            (Self::Unary(m), Report::Bits(bits)) => m.validate(bits),
+            (Self::Olh(m), Report::Hashed { seed_index, bucket }) => {
+                m.validate(*seed_index, *bucket)
+            }
+            (Self::Hadamard(m), Report::Hadamard { coefficient, .. }) => m.validate(*coefficient),
+            (Self::Laplace(m), Report::Grid(k)) => m.validate(*k),
+            (Self::Duchi(m), Report::Numeric(v)) => m.validate(*v),
+            (Self::Piecewise(m), Report::Numeric(v)) => m.validate(*v),
+            (Self::Hybrid(m), Report::Numeric(v)) => m.validate(*v),
             (Self::Rappor(m), Report::Rappor { cohort, bits }) => {
                 m.params().validate(*cohort, bits)
             }
@@ -232,6 +328,11 @@ impl Mechanism {
         match self {
             Self::Grr(m) => m.domain_size() as usize,
             Self::Rappor(m) => m.stats_len(),
+            Self::Unary(m) => m.domain_size() as usize,
+            Self::Olh(m) => m.stats_len(),
+            Self::Hadamard(m) => m.stats_len(),
+            // Numeric mechanisms keep only `sum` and `sum_sq`.
+            Self::Laplace(_) | Self::Duchi(_) | Self::Piecewise(_) | Self::Hybrid(_) => 0,
         }
     }
 
@@ -246,6 +347,21 @@ impl Mechanism {
         self.validate(report)?;
         match (self, report) {
             (Self::Grr(_), Report::Index(i)) => stats.counts[*i as usize] += 1,
+            (Self::Unary(m), Report::Bits(bits)) => m.accumulate(&mut stats.counts, bits),
+            (Self::Olh(m), Report::Hashed { seed_index, bucket }) => {
+                stats.counts[m.cell(*seed_index, *bucket)] += 1
+            }
+            (
+                Self::Hadamard(m),
+                Report::Hadamard {
+                    coefficient,
+                    positive,
+                },
+            ) => stats.counts[m.cell(*coefficient, *positive)] += 1,
+            (Self::Laplace(m), Report::Grid(k)) => add_value(stats, m.value_of(*k)),
+            (Self::Duchi(_) | Self::Piecewise(_) | Self::Hybrid(_), Report::Numeric(v)) => {
+                add_value(stats, *v)
+            }
             (Self::Rappor(m), Report::Rappor { cohort, bits }) => {
                 m.accumulate(stats, *cohort, bits)
             }
@@ -260,6 +376,12 @@ impl Mechanism {
         self.check_stats(stats)?;
         match self {
             Self::Grr(m) => Ok(m.estimate(stats)),
+            Self::Unary(m) => Ok(m.estimate(stats)),
+            Self::Olh(m) => Ok(m.estimate(stats)),
+            Self::Hadamard(m) => Ok(m.estimate(stats)),
+            Self::Laplace(_) | Self::Duchi(_) | Self::Piecewise(_) | Self::Hybrid(_) => Err(
+                Error::Unsupported("frequencies of a numeric metric".into()),
+            ),
             Self::Rappor(_) => Err(Error::Unsupported(
                 "RAPPOR frequencies are decoded against a candidate list: use ldp_aggregator::rappor::decode"
                     .into(),
@@ -268,10 +390,46 @@ impl Mechanism {
     }
 
     /// Unbiased estimate of the mean (numeric mechanisms only).
-    pub fn estimate_mean(&self, _stats: &Stats) -> Result<Estimate> {
-        Err(Error::Unsupported(
-            "the mean of a categorical metric".into(),
-        ))
+    pub fn estimate_mean(&self, stats: &Stats) -> Result<Estimate> {
+        self.check_stats(stats)?;
+        match self {
+            Self::Laplace(m) => m.estimate_mean(stats),
+            Self::Duchi(m) => m.estimate_mean(stats),
+            Self::Piecewise(m) => m.estimate_mean(stats),
+            Self::Hybrid(m) => m.estimate_mean(stats),
+            _ => Err(Error::Unsupported(
+                "the mean of a categorical metric".into(),
+            )),
+        }
+    }
+
+    /// Closed-form variance of the count estimate of a value whose true count
+    /// is `count` among `n` reports (frequency oracles only; for OLH over a
+    /// random hash family, see [`olh`]).
+    pub fn count_variance(&self, n: f64, count: f64) -> Result<f64> {
+        match self {
+            Self::Grr(m) => Ok(m.count_variance(n, count)),
+            Self::Unary(m) => Ok(m.count_variance(n, count)),
+            Self::Olh(m) => Ok(m.count_variance(n, count)),
+            Self::Hadamard(m) => Ok(m.count_variance(n, count)),
+            _ => Err(Error::Unsupported(
+                "count variance of a non-frequency-oracle mechanism".into(),
+            )),
+        }
+    }
+
+    /// Closed-form variance of one report of the true value `value`, on the
+    /// metric's scale (numeric mechanisms only).
+    pub fn report_variance(&self, value: f64) -> Result<f64> {
+        match self {
+            Self::Laplace(m) => m.variance(value),
+            Self::Duchi(m) => m.variance(value),
+            Self::Piecewise(m) => m.variance(value),
+            Self::Hybrid(m) => m.variance(value),
+            _ => Err(Error::Unsupported(
+                "report variance of a categorical mechanism".into(),
+            )),
+        }
     }
 
     fn check_stats(&self, stats: &Stats) -> Result<()> {
@@ -285,6 +443,11 @@ impl Mechanism {
             )))
         }
     }
+}
+
+fn add_value(stats: &mut Stats, value: f64) {
+    stats.sum += value;
+    stats.sum_sq += value * value;
 }
 
 fn kind_name(report: &Report) -> &'static str {

@@ -1,0 +1,190 @@
+//! Exact integer samplers behind every privacy-critical coin.
+//!
+//! A probability that decides what a report reveals is held as a 64-bit
+//! threshold `T` and a coin is `next_u64() < T`, so it comes up with probability
+//! exactly `T / 2^64`. Thresholds are rounded in the direction that can only
+//! *lower* the implemented epsilon ([`threshold_down`] for the probability of
+//! telling the truth, [`threshold_up`] for the probability of a lie): the
+//! implemented probabilities differ from the nominal ones by less than 2^-64 and
+//! the privacy ratio never exceeds the nominal e^epsilon because of rounding.
+//!
+//! Uniform integers use Lemire's multiply-and-reject method, which is exactly
+//! uniform for every range (no modulo bias). [`discrete_laplace`] is the exact
+//! sampler of Canonne, Kamath and Steinke (NeurIPS 2020, "The discrete Gaussian
+//! for differential privacy", Algorithms 1 and 2), using integer arithmetic only.
+//!
+//! ```
+//! use ldp_sdk::{LdpRng, mechanism::sampling};
+//! let mut rng = LdpRng::seeded_for_simulation(1);
+//! let t = sampling::threshold_down(0.25);
+//! assert_eq!(t, 1 << 62);
+//! let _heads: bool = sampling::coin(&mut rng, t);
+//! ```
+
+use rand::Rng;
+
+use crate::LdpRng;
+
+const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
+
+/// `floor(p * 2^64)`, saturating: 0 for p <= 0 or NaN, `u64::MAX` for p >= 1.
+/// A coin with this threshold has probability at most `p`.
+pub fn threshold_down(p: f64) -> u64 {
+    if p.is_nan() || p <= 0.0 {
+        return 0;
+    }
+    // `as` truncates toward zero and saturates at u64::MAX; the product by a
+    // power of two is exact.
+    (p * TWO_POW_64) as u64
+}
+
+/// `ceil(p * 2^64)`, saturating: 0 for p <= 0 or NaN, `u64::MAX` for p >= 1.
+/// A coin with this threshold has probability at least `min(p, 1 - 2^-64)`.
+pub fn threshold_up(p: f64) -> u64 {
+    if p.is_nan() || p <= 0.0 {
+        return 0;
+    }
+    let x = p * TWO_POW_64;
+    let f = x as u64;
+    // Below 2^53 both `x` and `f as f64` are exact; above, `x` is an integer.
+    if x > f as f64 { f.saturating_add(1) } else { f }
+}
+
+/// The probability `threshold / 2^64` a coin with this threshold implements.
+pub fn threshold_probability(threshold: u64) -> f64 {
+    threshold as f64 / TWO_POW_64
+}
+
+/// True with probability exactly `threshold / 2^64`.
+#[inline]
+pub fn coin(rng: &mut LdpRng, threshold: u64) -> bool {
+    rng.next_u64() < threshold
+}
+
+/// Exactly uniform in `[0, n)` (Lemire 2019, "Fast random integer generation in
+/// an interval", with rejection). Returns 0 for `n == 0`.
+#[inline]
+pub fn uniform_below(rng: &mut LdpRng, n: u64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    let mut m = u128::from(rng.next_u64()) * u128::from(n);
+    if (m as u64) < n {
+        let reject_below = n.wrapping_neg() % n;
+        while (m as u64) < reject_below {
+            m = u128::from(rng.next_u64()) * u128::from(n);
+        }
+    }
+    (m >> 64) as u64
+}
+
+/// 64 independent coins, each set with probability exactly `threshold / 2^64`,
+/// as the bits of one word.
+///
+/// Bit-sliced lazy comparison: lane i compares its own uniform 64-bit number,
+/// drawn most significant bit first, against `threshold` and stops at the first
+/// differing bit. One random word serves all undecided lanes per round; half of
+/// them decide each round, so about log2(64) + 2 = 8 words are drawn for 64 coins
+/// (instead of 64), with no floating point.
+#[inline]
+pub fn bernoulli_word(rng: &mut LdpRng, threshold: u64) -> u64 {
+    let mut undecided = u64::MAX;
+    let mut ones = 0u64;
+    for bit in (0..64).rev() {
+        if undecided == 0 {
+            break;
+        }
+        let w = rng.next_u64();
+        if (threshold >> bit) & 1 == 1 {
+            // Lanes drawing 0 are now below the threshold: decided 1.
+            ones |= undecided & !w;
+            undecided &= w;
+        } else {
+            // Lanes drawing 1 are now above the threshold: decided 0.
+            undecided &= !w;
+        }
+    }
+    // Lanes still undecided drew exactly `threshold`: not below it, so 0.
+    ones
+}
+
+/// True with probability exactly `exp(-num / den)`, for `num <= den`, `den > 0`
+/// (Canonne, Kamath, Steinke 2020, Algorithm 1, case gamma in [0, 1]).
+fn bernoulli_exp_neg_le1(rng: &mut LdpRng, num: u64, den: u64) -> bool {
+    let mut k: u64 = 1;
+    // A_k ~ Bernoulli(gamma / k); stop at the first failure; the result is the
+    // parity of k. `den * k` saturates only for k > 2^11 (den <= 2^53), an event
+    // of probability below 1/2048!.
+    while uniform_below(rng, den.saturating_mul(k)) < num {
+        k += 1;
+    }
+    k % 2 == 1
+}
+
+/// A sample of the discrete Laplace distribution on the integers,
+/// `P(x) proportional to exp(-|x| * s / t)` (scale `t / s`), exactly, with
+/// integer arithmetic only (Canonne, Kamath, Steinke 2020, Algorithm 2).
+/// Requires `s >= 1`, `1 <= t <= 2^53`; returns 0 otherwise.
+pub fn discrete_laplace(rng: &mut LdpRng, s: u64, t: u64) -> i64 {
+    if s == 0 || t == 0 || t > 1 << 53 {
+        return 0;
+    }
+    loop {
+        let u = uniform_below(rng, t);
+        if !bernoulli_exp_neg_le1(rng, u, t) {
+            continue;
+        }
+        // V ~ Geometric(1 - e^-1) on {0, 1, ...}.
+        let mut v: u64 = 0;
+        while bernoulli_exp_neg_le1(rng, 1, 1) {
+            v += 1;
+        }
+        // X = U + tV is geometric with ratio e^(-1/t); Y = floor(X / s) is
+        // geometric with ratio e^(-s/t).
+        let x = u.saturating_add(t.saturating_mul(v));
+        let y = (x / s).min(i64::MAX as u64) as i64;
+        let negative = rng.next_u64() >> 63 == 1;
+        if negative && y == 0 {
+            continue;
+        }
+        return if negative { -y } else { y };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_round_in_the_stated_direction() {
+        assert_eq!(threshold_down(0.5), 1 << 63);
+        assert_eq!(threshold_up(0.5), 1 << 63);
+        assert_eq!(threshold_down(1.0), u64::MAX);
+        assert_eq!(threshold_down(-1.0), 0);
+        assert_eq!(threshold_down(f64::NAN), 0);
+        let p = 1.0 / 3.0;
+        assert!(threshold_probability(threshold_down(p)) <= p);
+        assert!(threshold_up(p) >= threshold_down(p));
+        // Tiny probabilities round up to a nonzero threshold.
+        assert_eq!(threshold_up(1e-30), 1);
+    }
+
+    #[test]
+    fn uniform_below_stays_in_range() {
+        let mut rng = LdpRng::seeded_for_simulation(3);
+        for n in [1u64, 2, 3, 7, 1000, u64::MAX] {
+            for _ in 0..100 {
+                assert!(uniform_below(&mut rng, n) < n);
+            }
+        }
+        assert_eq!(uniform_below(&mut rng, 0), 0);
+    }
+
+    #[test]
+    fn bernoulli_word_extremes() {
+        let mut rng = LdpRng::seeded_for_simulation(4);
+        assert_eq!(bernoulli_word(&mut rng, 0), 0);
+        // Threshold u64::MAX: each lane is 0 only with probability 2^-64.
+        assert_eq!(bernoulli_word(&mut rng, u64::MAX), u64::MAX);
+    }
+}
