@@ -13,7 +13,14 @@
 //! any output, the output probabilities differ by at most a factor e^epsilon.
 
 pub mod grr;
+pub mod hadamard;
+pub mod limits;
+pub mod numeric;
+pub mod olh;
+mod oracle;
 pub mod rappor;
+pub mod sampling;
+pub mod unary;
 
 use serde::{Deserialize, Serialize};
 
