@@ -24,9 +24,14 @@ pub mod estimate;
 pub mod mechanism;
 pub mod metric;
 mod rng;
+pub mod schema;
+#[cfg(feature = "grpc")]
+pub mod client;
 #[cfg(feature = "grpc")]
 pub mod wire;
 
 pub use epsilon::Epsilon;
 pub use error::{Error, Result};
 pub use rng::LdpRng;
+#[cfg(feature = "grpc")]
+pub use client::Client;
