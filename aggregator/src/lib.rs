@@ -1,3 +1,4 @@
 //! ldp-aggregator
 
+pub mod accountant;
 pub mod dataset;

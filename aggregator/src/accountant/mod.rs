@@ -1,0 +1,108 @@
+//! Privacy accounting for central releases: how much (epsilon, delta) the server
+//! has spent on a data set, and whether the next release still fits its budget.
+//!
+//! - [`rdp`]: Rényi DP of the Poisson-subsampled Gaussian mechanism (DP-SGD),
+//!   composition over steps, conversion to (epsilon, delta), and a noise-multiplier
+//!   search that never returns a sigma whose epsilon exceeds the target.
+//! - [`composition`]: basic, advanced (Dwork-Rothblum-Vadhan, Kairouz-Oh-Viswanath)
+//!   and exact optimal composition of pure-DP mechanisms.
+//! - [`ledger`]: the server's record of every central release and the per-data-set
+//!   budgets that refuse releases exceeding them; it reports the total under every
+//!   valid composition method and uses the tightest.
+//!
+//! Every number this module reports is an upper bound on the privacy loss: where a
+//! computation has to round, it rounds towards larger epsilon.
+//!
+//! ```
+//! use ldp_aggregator::accountant::rdp::{RdpAccountant, SubsampledGaussian, Conversion};
+//! let mut acc = RdpAccountant::default();
+//! acc.compose(SubsampledGaussian::new(1.1, 0.01)?, 1000)?;
+//! let spent = acc.epsilon(1e-5, Conversion::Improved)?;
+//! assert!(spent.epsilon > 1.70 && spent.epsilon < 1.72);
+//! # Ok::<(), ldp_aggregator::accountant::AccountantError>(())
+//! ```
+
+pub mod composition;
+pub mod ledger;
+pub mod rdp;
+
+/// Everything that can go wrong in the accountant.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccountantError {
+    /// A Rényi order was not a finite number strictly greater than 1.
+    #[error("invalid rényi order {0}: orders must be finite and > 1")]
+    InvalidOrder(f64),
+    /// A parameter (noise multiplier, sampling rate, delta, epsilon, ...) is out of range.
+    #[error("invalid parameter {name}: {reason}")]
+    InvalidParameter {
+        /// The parameter's name.
+        name: &'static str,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A numerical computation could not produce a trustworthy (conservative) value.
+    #[error("numerical failure: {0}")]
+    Numerical(String),
+    /// The noise-multiplier search found no sigma in its range meeting the target.
+    #[error("no noise multiplier up to {max_sigma} reaches epsilon {target_epsilon}")]
+    NoiseSearchFailed {
+        /// The target epsilon.
+        target_epsilon: f64,
+        /// The largest sigma tried.
+        max_sigma: f64,
+    },
+    /// The data set has no budget, so no release is allowed on it.
+    #[error("data set {0:?} has no privacy budget")]
+    NoBudget(String),
+    /// The release would make the data set's spent epsilon exceed its budget.
+    #[error(
+        "release refused on data set {dataset:?}: epsilon would be {would_spend} at delta {delta}, budget is {budget}"
+    )]
+    BudgetExceeded {
+        /// The data set.
+        dataset: String,
+        /// The tightest total epsilon including the refused release.
+        would_spend: f64,
+        /// The budget's delta at which epsilon is measured.
+        delta: f64,
+        /// The budget's epsilon.
+        budget: f64,
+    },
+}
+
+/// Shorthand for results of this module.
+pub type Result<T, E = AccountantError> = std::result::Result<T, E>;
+
+/// Validates a delta in (0, 1).
+pub(crate) fn check_delta(delta: f64) -> Result<()> {
+    if delta.is_finite() && delta > 0.0 && delta < 1.0 {
+        Ok(())
+    } else {
+        Err(AccountantError::InvalidParameter {
+            name: "delta",
+            reason: format!("{delta} must be in (0, 1)"),
+        })
+    }
+}
+
+/// Validates a finite, strictly positive epsilon.
+pub(crate) fn check_epsilon(name: &'static str, eps: f64) -> Result<()> {
+    if eps.is_finite() && eps > 0.0 {
+        Ok(())
+    } else {
+        Err(AccountantError::InvalidParameter {
+            name,
+            reason: format!("{eps} must be finite and > 0"),
+        })
+    }
+}
+
+/// `log(exp(a) + exp(b))` without overflow.
+pub(crate) fn log_add(a: f64, b: f64) -> f64 {
+    let (hi, lo) = if a >= b { (a, b) } else { (b, a) };
+    if lo == f64::NEG_INFINITY {
+        return hi;
+    }
+    hi + (lo - hi).exp().ln_1p()
+}
