@@ -18,10 +18,12 @@
 //! # Ok::<(), ldp_sdk::Error>(())
 //! ```
 
+pub mod budget;
 mod epsilon;
 mod error;
 pub mod estimate;
 pub mod mechanism;
+pub mod memo;
 pub mod metric;
 mod rng;
 pub mod schema;
