@@ -2,7 +2,8 @@
 //! (computed with Opacus 1.5.4, Google's dp-accounting and exact arithmetic; see
 //! that folder's README). Tolerances are the README's:
 //! - `dpsgd_epsilon.csv`, `rdp` rows: relative 1e-6 (same orders, same conversion);
-//! - `dpsgd_epsilon.csv`, `exact` rows (q = 1): ours must be >= the exact value;
+//! - `dpsgd_epsilon.csv`, `exact` rows (q = 1): RDP must be >= the exact value; the
+//!   analytic Gaussian must be >= it and within 1e-8 relative;
 //! - `dpsgd_epsilon.csv`, `rdp_classic` rows: relative 1e-6 with the classic conversion;
 //! - `rdp_curve_exact.csv`: relative 1e-9 (40-digit numerical integration);
 //! - `pure_dp_composition.csv`: never below `optimal_exact`, and within 2e-9
@@ -14,6 +15,7 @@ use ldp_aggregator::accountant::AccountantError;
 use ldp_aggregator::accountant::composition::{
     DpGuarantee, advanced_kov, basic, optimal_pure_epsilon,
 };
+use ldp_aggregator::accountant::gaussian::analytic_gaussian_epsilon;
 use ldp_aggregator::accountant::rdp::{
     Conversion, RdpAccountant, RdpCurve, SubsampledGaussian, default_orders,
     noise_multiplier_for_target,
@@ -49,6 +51,7 @@ fn epsilon(sigma: f64, q: f64, steps: u64, delta: f64, conversion: Conversion) -
 fn dpsgd_epsilon_vectors() {
     let rows = data("dpsgd_epsilon.csv");
     let (mut rdp_rows, mut exact_rows, mut classic_rows, mut worst) = (0, 0, 0, 0.0_f64);
+    let mut worst_analytic = 0.0_f64;
     for row in &rows {
         let (sigma, q, steps, delta, want) = (
             num(&row[2]),
@@ -74,6 +77,15 @@ fn dpsgd_epsilon_vectors() {
                     got >= want,
                     "exact sigma={sigma} T={steps}: rdp {got} below the exact {want}"
                 );
+                // The analytic Gaussian is exact: never below, and within its
+                // documented rounding (1e-9 relative, plus bisection 1e-12) above.
+                let analytic = analytic_gaussian_epsilon(sigma, steps, delta).unwrap();
+                let rel = analytic / want - 1.0;
+                worst_analytic = worst_analytic.max(rel.abs());
+                assert!(
+                    (0.0..=1e-8).contains(&rel),
+                    "analytic sigma={sigma} T={steps}: {analytic} vs {want}"
+                );
                 exact_rows += 1;
             }
             "rdp_classic" => {
@@ -89,7 +101,8 @@ fn dpsgd_epsilon_vectors() {
         }
     }
     println!(
-        "dpsgd_epsilon: {rdp_rows} rdp rows (worst relative error {worst:e}), {exact_rows} exact, {classic_rows} classic"
+        "dpsgd_epsilon: {rdp_rows} rdp rows (worst relative error {worst:e}), {exact_rows} exact \
+         (analytic gaussian worst {worst_analytic:e}), {classic_rows} classic"
     );
     assert!(rdp_rows >= 80 && exact_rows >= 20 && classic_rows == 4);
 }

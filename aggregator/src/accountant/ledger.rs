@@ -29,6 +29,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::composition::{self, DpGuarantee, MAX_EXACT_K};
+use super::gaussian::analytic_gaussian_epsilon;
 use super::rdp::{Conversion, RdpCurve, SubsampledGaussian, default_orders};
 use super::{AccountantError, Result, check_delta, check_epsilon};
 
@@ -111,7 +112,8 @@ impl Release {
 
     /// A DP-SGD run (or any Poisson-subsampled Gaussian; q = 1 and one step is the
     /// plain Gaussian mechanism): its RDP curve over the default orders and its own
-    /// guarantee at `delta` (improved conversion).
+    /// guarantee at `delta` (improved conversion, or for q = 1 the exact analytic
+    /// Gaussian epsilon when smaller).
     pub fn subsampled_gaussian(
         id: impl Into<String>,
         dataset: impl Into<String>,
@@ -122,13 +124,20 @@ impl Release {
         parameters: serde_json::Value,
     ) -> Result<Self> {
         let curve = RdpCurve::subsampled_gaussian(mech, steps, &default_orders())?;
-        let eps = curve.epsilon(delta, Conversion::Improved)?;
+        let mut eps = curve.epsilon(delta, Conversion::Improved)?.epsilon;
+        if mech.sample_rate() == 1.0 {
+            eps = eps.min(analytic_gaussian_epsilon(
+                mech.noise_multiplier(),
+                steps,
+                delta,
+            )?);
+        }
         Ok(Self {
             id: id.into(),
             dataset: dataset.into(),
             mechanism: mechanism.into(),
             parameters,
-            guarantee: DpGuarantee::new(eps.epsilon, delta)?,
+            guarantee: DpGuarantee::new(eps, delta)?,
             rdp: Some(curve),
         })
     }

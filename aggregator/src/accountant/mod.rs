@@ -4,6 +4,8 @@
 //! - [`rdp`]: Rényi DP of the Poisson-subsampled Gaussian mechanism (DP-SGD),
 //!   composition over steps, conversion to (epsilon, delta), and a noise-multiplier
 //!   search that never returns a sigma whose epsilon exceeds the target.
+//! - [`gaussian`]: the exact (epsilon, delta) of the Gaussian mechanism without
+//!   subsampling (analytic Gaussian), tighter than RDP for q = 1.
 //! - [`composition`]: basic, advanced (Dwork-Rothblum-Vadhan, Kairouz-Oh-Viswanath)
 //!   and exact optimal composition of pure-DP mechanisms.
 //! - [`ledger`]: the server's record of every central release and the per-data-set
@@ -23,6 +25,7 @@
 //! ```
 
 pub mod composition;
+pub mod gaussian;
 pub mod ledger;
 pub mod rdp;
 
@@ -105,4 +108,20 @@ pub(crate) fn log_add(a: f64, b: f64) -> f64 {
         return hi;
     }
     hi + (lo - hi).exp().ln_1p()
+}
+
+/// `log(erfc(x) / 2)`, accurate far into the tail.
+pub(crate) fn log_half_erfc(x: f64) -> f64 {
+    if x < 25.0 {
+        return (0.5 * statrs::function::erf::erfc(x)).ln();
+    }
+    // Asymptotic expansion: erfc(x) = exp(-x^2)/(x sqrt(pi)) * (1 - 1/(2x^2) + 3/(2x^2)^2 - ...);
+    // at x >= 25 the terms shrink by a factor of at least 1250 / (2k - 1).
+    let inv = 1.0 / (2.0 * x * x);
+    let (mut sum, mut term) = (1.0, 1.0);
+    for k in 1..12 {
+        term *= -f64::from(2 * k - 1) * inv;
+        sum += term;
+    }
+    -x * x - x.ln() - 0.5 * std::f64::consts::PI.ln() + sum.ln() - std::f64::consts::LN_2
 }

@@ -40,10 +40,8 @@
 //! reproduces Opacus 1.5.4's `RDPAccountant` to a relative error of 1e-6 (see
 //! `tests/data/accounting/` and `aggregator/tests/accountant_vectors.rs`).
 
+use super::{AccountantError, Result, check_delta, check_epsilon, log_add, log_half_erfc};
 use serde::{Deserialize, Serialize};
-use statrs::function::erf::erfc;
-
-use super::{AccountantError, Result, check_delta, check_epsilon, log_add};
 
 /// The default Rényi orders: 1.1, 1.2, ..., 10.9 and 12, 13, ..., 63 (the
 /// defaults of Opacus and TensorFlow Privacy).
@@ -208,22 +206,6 @@ fn log_sub(a: f64, b: f64) -> Result<f64> {
         ));
     }
     Ok(a + (-(b - a).exp()).ln_1p())
-}
-
-/// `log(erfc(x) / 2)`, accurate far into the tail.
-fn log_half_erfc(x: f64) -> f64 {
-    if x < 25.0 {
-        return (0.5 * erfc(x)).ln();
-    }
-    // Asymptotic expansion: erfc(x) = exp(-x^2)/(x sqrt(pi)) * (1 - 1/(2x^2) + 3/(2x^2)^2 - ...);
-    // at x >= 25 the terms shrink by a factor of at least 1250 / (2k - 1).
-    let inv = 1.0 / (2.0 * x * x);
-    let (mut sum, mut term) = (1.0, 1.0);
-    for k in 1..12 {
-        term *= -f64::from(2 * k - 1) * inv;
-        sum += term;
-    }
-    -x * x - x.ln() - 0.5 * std::f64::consts::PI.ln() + sum.ln() - std::f64::consts::LN_2
 }
 
 /// How RDP is converted to (epsilon, delta).
