@@ -11,6 +11,8 @@
 //! - [`ledger`]: the server's record of every central release and the per-data-set
 //!   budgets that refuse releases exceeding them; it reports the total under every
 //!   valid composition method and uses the tightest.
+//! - [`report`]: the auditor's privacy report (JSON and HTML) built from stored
+//!   metric specs and the stored ledger.
 //!
 //! Every number this module reports is an upper bound on the privacy loss: where a
 //! computation has to round, it rounds towards larger epsilon.
@@ -28,6 +30,7 @@ pub mod composition;
 pub mod gaussian;
 pub mod ledger;
 pub mod rdp;
+pub mod report;
 
 /// Everything that can go wrong in the accountant.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
