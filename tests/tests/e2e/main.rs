@@ -1,1 +1,6 @@
-//! End-to-end tests.
+//! End-to-end tests: one test binary, one module per area. Each test starts its
+//! own in-process server on an ephemeral loopback port with its own temporary
+//! directory and talks to it over real gRPC.
+
+mod foundation;
+mod ingest;

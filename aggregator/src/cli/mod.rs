@@ -1,0 +1,69 @@
+//! The `ldp` command line: one file per subcommand.
+//!
+//! `ldp serve` runs the server ([`crate::server`]); the other subcommands are
+//! clients of a running server (`--connect`, `--token`, see [`connect`]). This
+//! module is the binary's front end, so it reports errors with `anyhow`.
+//!
+//! To add a subcommand: create `cli/<name>.rs` with an `Args` (or a
+//! `Subcommand` enum) and an `async fn run(args) -> anyhow::Result<()>`, then add
+//! one `mod` line, one [`Command`] variant and one `run` arm below.
+
+pub mod connect;
+pub mod estimate;
+pub mod metric;
+pub mod serve;
+pub mod stats;
+
+use clap::{Parser, Subcommand};
+
+/// Local differential privacy: collect randomized reports, estimate with
+/// confidence intervals.
+#[derive(Debug, Parser)]
+#[command(name = "ldp", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `ldp_aggregator=debug`.
+    #[arg(long, global = true, env = "LDP_LOG", default_value = "info")]
+    pub log: String,
+    /// Log as JSON lines.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the aggregator server (Collector, Analytics, Admin, health, reflection).
+    Serve(serve::Args),
+    /// Create, list and show metrics.
+    #[command(subcommand)]
+    Metric(metric::Command),
+    /// Frequency or mean estimates with standard errors and confidence intervals.
+    Estimate(estimate::Args),
+    /// Server counters and per-RPC latency percentiles.
+    Stats(stats::Args),
+    // Subcommands of other modules (demo, rappor, train, budget, privacy-report) go here.
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Metric(command) => metric::run(command).await,
+        Command::Estimate(args) => estimate::run(args).await,
+        Command::Stats(args) => stats::run(args).await,
+    }
+}
+
+/// Output formats of the client subcommands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A human-readable table.
+    Table,
+    /// Comma-separated values with a header row.
+    Csv,
+    /// One JSON document.
+    Json,
+}

@@ -1,0 +1,107 @@
+//! Estimates for analysts, built from stored statistics with the SDK's math.
+//!
+//! The aggregator computes nothing itself: point estimates and standard errors
+//! come from [`Mechanism::estimate_frequencies`](ldp_sdk::mechanism::Mechanism::estimate_frequencies)
+//! and [`Mechanism::estimate_mean`](ldp_sdk::mechanism::Mechanism::estimate_mean),
+//! intervals from [`Estimate::interval`], and the consistent column from
+//! [`norm_sub`]. This module only assembles the response: per value the
+//! unbiased estimate, its standard error, the normal confidence interval, the
+//! Norm-Sub consistent estimate beside it (never instead of it), n, and the
+//! privacy [`pb::Guarantee`] behind the numbers.
+
+use ldp_proto::v1 as pb;
+use ldp_sdk::estimate::{Estimate, Stats, norm_sub};
+
+use crate::error::ServiceError;
+use crate::registry::Published;
+
+/// Confidence level used when a request leaves it at 0.
+pub const DEFAULT_CONFIDENCE: f64 = 0.95;
+
+/// Checks a requested confidence level: 0 means [`DEFAULT_CONFIDENCE`], otherwise in (0, 1).
+pub fn confidence(requested: f64) -> Result<f64, ServiceError> {
+    if requested == 0.0 {
+        return Ok(DEFAULT_CONFIDENCE);
+    }
+    if requested > 0.0 && requested < 1.0 {
+        Ok(requested)
+    } else {
+        Err(ServiceError::InvalidArgument(format!(
+            "confidence {requested} is not in (0, 1)"
+        )))
+    }
+}
+
+/// The local-DP guarantee of a metric's reports. The server does not know how
+/// many reports a device sent per epoch, so `reports_per_device` is 0 (unknown).
+pub fn guarantee(metric: &Published) -> pb::Guarantee {
+    let eps = metric.spec.epsilon.get();
+    pb::Guarantee {
+        epsilon_per_report: eps,
+        epsilon_lifetime: if metric.spec.memoize { eps } else { 0.0 },
+        reports_per_device: 0,
+        central_epsilon: 0.0,
+        central_delta: 0.0,
+        model: "local".into(),
+    }
+}
+
+/// Frequency estimates of every value of a categorical metric.
+pub fn frequencies(
+    metric: &Published,
+    stats: &Stats,
+    epochs: Vec<u64>,
+    confidence: f64,
+) -> Result<pb::FrequencyEstimate, ServiceError> {
+    let estimates = metric.mechanism.estimate_frequencies(stats)?;
+    let unbiased: Vec<f64> = estimates.iter().map(|e| e.value).collect();
+    let consistent = norm_sub(&unbiased, stats.reports as f64);
+    let values = estimates
+        .iter()
+        .zip(consistent)
+        .enumerate()
+        .map(|(i, (e, consistent))| {
+            let (ci_low, ci_high) = e.interval(confidence);
+            let index = u32::try_from(i).unwrap_or(u32::MAX);
+            pb::ValueEstimate {
+                value: metric.spec.category_label(index),
+                index,
+                estimate: e.value,
+                std_error: e.std_error,
+                ci_low,
+                ci_high,
+                consistent,
+            }
+        })
+        .collect();
+    Ok(pb::FrequencyEstimate {
+        metric: Some(metric.proto.clone()),
+        reports: stats.reports,
+        values,
+        guarantee: Some(guarantee(metric)),
+        confidence,
+        epochs,
+    })
+}
+
+/// The mean of a numeric metric.
+pub fn mean(
+    metric: &Published,
+    stats: &Stats,
+    epochs: Vec<u64>,
+    confidence: f64,
+) -> Result<pb::MeanEstimate, ServiceError> {
+    let e: Estimate = metric.mechanism.estimate_mean(stats)?;
+    let (ci_low, ci_high) = e.interval(confidence);
+    Ok(pb::MeanEstimate {
+        metric: Some(metric.proto.clone()),
+        reports: stats.reports,
+        mean: e.value,
+        std_error: e.std_error,
+        ci_low,
+        ci_high,
+        guarantee: Some(guarantee(metric)),
+        confidence,
+        epochs,
+    })
+}

@@ -1,0 +1,385 @@
+//! Durable ingest: validation of a `Submit` batch and the group-commit writer.
+//!
+//! # Validation ([`Ingest::validate`])
+//! A batch is checked whole before anything is written: size limit
+//! (`RESOURCE_EXHAUSTED`), batch id length, then every report in order: a known
+//! (metric id, version), an epoch that is not closed (`FAILED_PRECONDITION`) and
+//! is plausible (0 for single-epoch metrics; otherwise not before the metric's
+//! creation and at most one epoch ahead of the server clock), and a payload that
+//! the metric's SDK [`Mechanism`](ldp_sdk::mechanism::Mechanism) accepts
+//! (`Mechanism::accumulate` validates and counts in one step). The first bad
+//! report fails the whole batch with its index and reason; the batch's
+//! statistics are aggregated in memory into one delta per (metric, version,
+//! epoch), so storage work does not grow with the number of reports.
+//!
+//! # Group commit ([`writer`])
+//! A single writer task owns all statistics writes. It takes the first queued
+//! batch, drains whatever else is queued (up to a configured group size),
+//! re-checks closed epochs, commits the group in one transaction
+//! ([`Store::commit_batches`]) and only then acknowledges every batch in it.
+//! Dedup by batch id is exact: ids are checked inside the transaction against
+//! the `batches` table, and a repeat inside one group counts once. Closing an
+//! epoch goes through the same queue, so no batch validated before a close can
+//! be committed after it.
+//!
+//! A batch retried after its epoch was closed gets `FAILED_PRECONDITION`, even if
+//! an earlier attempt had been stored.
+
+use std::sync::Arc;
+
+use ldp_proto::v1 as pb;
+use ldp_sdk::estimate::Stats;
+use ldp_sdk::wire;
+use prost::Message;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::ServiceError;
+use crate::registry::{ClosedEpochs, Registry};
+use crate::store::{BatchDelta, StatsKey, Store};
+use crate::telemetry::Telemetry;
+
+/// Shortest accepted batch id, in bytes.
+pub const MIN_BATCH_ID_LEN: usize = 16;
+/// Longest accepted batch id, in bytes.
+pub const MAX_BATCH_ID_LEN: usize = 64;
+
+/// Limits and options of the ingest path.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Most reports accepted in one batch.
+    pub max_batch_reports: usize,
+    /// Most batches committed in one transaction.
+    pub max_group_batches: usize,
+    /// Keep the encoded reports of every batch (see `raw_batches`).
+    pub retain_raw: bool,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_reports: 10_000,
+            max_group_batches: 256,
+            retain_raw: false,
+        }
+    }
+}
+
+enum Command {
+    Commit {
+        batch: BatchDelta,
+        ack: oneshot::Sender<Result<bool, ServiceError>>,
+    },
+    Close {
+        metric_id: u32,
+        epoch: u64,
+        ack: oneshot::Sender<Result<(), ServiceError>>,
+    },
+    Stop,
+}
+
+/// The ingest front end shared by the Collector and Admin services.
+#[derive(Debug)]
+pub struct Ingest {
+    config: IngestConfig,
+    registry: Arc<Registry>,
+    closed: Arc<ClosedEpochs>,
+    telemetry: Arc<Telemetry>,
+    queue: mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Commit { batch, .. } => write!(f, "Commit({} reports)", batch.reports),
+            Self::Close {
+                metric_id, epoch, ..
+            } => write!(f, "Close({metric_id}, {epoch})"),
+            Self::Stop => f.write_str("Stop"),
+        }
+    }
+}
+
+/// Handle to the running writer task.
+#[derive(Debug)]
+pub struct Writer {
+    queue: mpsc::Sender<Command>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    /// Processes every command queued so far, then stops; returns when it has.
+    pub async fn stop(self) {
+        // If the task is already gone the send fails; either way we wait for it.
+        let _ = self.queue.send(Command::Stop).await;
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "writer task failed");
+        }
+    }
+}
+
+/// Starts the writer task on `store` and returns the ingest front end and the writer handle.
+pub fn start(
+    config: IngestConfig,
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    closed: Arc<ClosedEpochs>,
+    telemetry: Arc<Telemetry>,
+) -> (Ingest, Writer) {
+    // Bounded: back-pressure on clients when the disk cannot keep up.
+    let (queue, rx) = mpsc::channel(4 * config.max_group_batches.max(1));
+    let task = tokio::spawn(writer(
+        store,
+        closed.clone(),
+        rx,
+        config.max_group_batches.max(1),
+    ));
+    let ingest = Ingest {
+        config,
+        registry,
+        closed,
+        telemetry,
+        queue: queue.clone(),
+    };
+    (ingest, Writer { queue, task })
+}
+
+impl Ingest {
+    /// Validates `request` and aggregates it into one delta per statistics key.
+    pub fn validate(
+        &self,
+        request: pb::SubmitRequest,
+        now: i64,
+    ) -> Result<BatchDelta, ServiceError> {
+        let n = request.reports.len();
+        if n > self.config.max_batch_reports {
+            return Err(ServiceError::ResourceExhausted(format!(
+                "batch of {n} reports exceeds the limit of {}",
+                self.config.max_batch_reports
+            )));
+        }
+        let id_len = request.batch_id.len();
+        if !(MIN_BATCH_ID_LEN..=MAX_BATCH_ID_LEN).contains(&id_len) {
+            return Err(ServiceError::InvalidArgument(format!(
+                "batch_id must be {MIN_BATCH_ID_LEN} to {MAX_BATCH_ID_LEN} bytes, got {id_len}"
+            )));
+        }
+        if n == 0 {
+            return Err(ServiceError::InvalidArgument("empty batch".into()));
+        }
+        let raw = self.config.retain_raw.then(|| request.encode_to_vec());
+        let registry = self.registry.read();
+        let closed = self.closed.read();
+        let mut deltas: Vec<(StatsKey, Stats)> = Vec::with_capacity(1);
+        for (i, report) in request.reports.into_iter().enumerate() {
+            let bad = |why: String| ServiceError::InvalidArgument(format!("report {i}: {why}"));
+            let (header, report) =
+                wire::report_from_proto(report).map_err(|e| bad(e.to_string()))?;
+            let published = registry
+                .get(header.metric_id, header.metric_version)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "unknown metric id {} version {}",
+                        header.metric_id, header.metric_version
+                    ))
+                })?;
+            let spec = &published.spec;
+            if closed.contains(&(header.metric_id, header.epoch)) {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "report {i}: epoch {} of metric {:?} is closed",
+                    header.epoch, spec.name
+                )));
+            }
+            let (first, last) = plausible_epochs(spec, now);
+            if !(first..=last).contains(&header.epoch) {
+                return Err(bad(format!(
+                    "epoch {} outside [{first}, {last}] for metric {:?}",
+                    header.epoch, spec.name
+                )));
+            }
+            let key = StatsKey {
+                metric_id: header.metric_id,
+                version: header.metric_version,
+                epoch: header.epoch,
+            };
+            let slot = match deltas.iter().position(|(k, _)| *k == key) {
+                Some(j) => j,
+                None => {
+                    deltas.push((key, published.mechanism.new_stats()));
+                    deltas.len() - 1
+                }
+            };
+            published
+                .mechanism
+                .accumulate(&mut deltas[slot].1, &report)
+                .map_err(|e| bad(e.to_string()))?;
+        }
+        Ok(BatchDelta {
+            batch_id: request.batch_id,
+            reports: u32::try_from(n).unwrap_or(u32::MAX),
+            deltas,
+            raw,
+        })
+    }
+
+    /// Validates and durably stores a batch; returns after the commit.
+    pub async fn submit(
+        &self,
+        request: pb::SubmitRequest,
+        now: i64,
+    ) -> Result<pb::SubmitResponse, ServiceError> {
+        let result = self.submit_inner(request, now).await;
+        let t = &self.telemetry;
+        match &result {
+            Ok(r) if r.duplicate => Telemetry::add(&t.batches_duplicate, 1),
+            Ok(r) => {
+                Telemetry::add(&t.batches_accepted, 1);
+                Telemetry::add(&t.reports_accepted, u64::from(r.accepted));
+            }
+            Err(_) => Telemetry::add(&t.batches_rejected, 1),
+        }
+        result
+    }
+
+    async fn submit_inner(
+        &self,
+        request: pb::SubmitRequest,
+        now: i64,
+    ) -> Result<pb::SubmitResponse, ServiceError> {
+        let batch = self.validate(request, now)?;
+        let reports = batch.reports;
+        let (ack, done) = oneshot::channel();
+        self.send(Command::Commit { batch, ack }).await?;
+        let fresh = done.await.map_err(|_| stopped())??;
+        Ok(pb::SubmitResponse {
+            accepted: if fresh { reports } else { 0 },
+            duplicate: !fresh,
+        })
+    }
+
+    /// Closes `epoch` of `metric_id` after every batch queued before it is committed.
+    pub async fn close_epoch(&self, metric_id: u32, epoch: u64) -> Result<(), ServiceError> {
+        let (ack, done) = oneshot::channel();
+        self.send(Command::Close {
+            metric_id,
+            epoch,
+            ack,
+        })
+        .await?;
+        done.await.map_err(|_| stopped())?
+    }
+
+    async fn send(&self, command: Command) -> Result<(), ServiceError> {
+        self.queue.send(command).await.map_err(|_| stopped())
+    }
+}
+
+fn stopped() -> ServiceError {
+    ServiceError::Unavailable("the server is shutting down".into())
+}
+
+/// The epochs a report may name at time `now`: only 0 for single-epoch metrics;
+/// otherwise from the metric's creation epoch to one epoch past the current one.
+fn plausible_epochs(spec: &ldp_sdk::metric::MetricSpec, now: i64) -> (u64, u64) {
+    if spec.epoch_seconds == 0 {
+        return (0, 0);
+    }
+    (
+        spec.epoch_at(spec.created_at),
+        spec.epoch_at(now).saturating_add(1),
+    )
+}
+
+/// The writer task: group commit, then acknowledgements.
+async fn writer(
+    store: Arc<dyn Store>,
+    closed: Arc<ClosedEpochs>,
+    mut rx: mpsc::Receiver<Command>,
+    max_group: usize,
+) {
+    let mut next: Option<Command> = None;
+    loop {
+        let command = match next.take() {
+            Some(c) => c,
+            None => match rx.recv().await {
+                Some(c) => c,
+                None => return,
+            },
+        };
+        match command {
+            Command::Stop => return,
+            Command::Close {
+                metric_id,
+                epoch,
+                ack,
+            } => {
+                let result = store
+                    .close_epoch(metric_id, epoch, unix_now())
+                    .await
+                    .map(|()| closed.insert(metric_id, epoch))
+                    .map_err(ServiceError::from);
+                let _ = ack.send(result);
+            }
+            Command::Commit { batch, ack } => {
+                let mut group = vec![(batch, ack)];
+                while group.len() < max_group {
+                    match rx.try_recv() {
+                        Ok(Command::Commit { batch, ack }) => group.push((batch, ack)),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                commit_group(store.as_ref(), &closed, group).await;
+            }
+        }
+    }
+}
+
+type Pending = (BatchDelta, oneshot::Sender<Result<bool, ServiceError>>);
+
+async fn commit_group(store: &dyn Store, closed: &ClosedEpochs, group: Vec<Pending>) {
+    let (open, refused): (Vec<Pending>, Vec<Pending>) = group.into_iter().partition(|(b, _)| {
+        b.deltas
+            .iter()
+            .all(|(k, _)| !closed.contains(k.metric_id, k.epoch))
+    });
+    for (batch, ack) in refused {
+        let key = batch
+            .deltas
+            .iter()
+            .find(|(k, _)| closed.contains(k.metric_id, k.epoch))
+            .map(|(k, _)| *k);
+        let message = match key {
+            Some(k) => format!("epoch {} of metric id {} is closed", k.epoch, k.metric_id),
+            None => "epoch closed".into(),
+        };
+        let _ = ack.send(Err(ServiceError::FailedPrecondition(message)));
+    }
+    if open.is_empty() {
+        return;
+    }
+    let (batches, acks): (Vec<BatchDelta>, Vec<_>) = open.into_iter().unzip();
+    match store.commit_batches(&batches, unix_now()).await {
+        Ok(fresh) => {
+            for (ack, fresh) in acks.into_iter().zip(fresh) {
+                let _ = ack.send(Ok(fresh));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, batches = batches.len(), "group commit failed");
+            for ack in acks {
+                let _ = ack.send(Err(ServiceError::Internal("commit failed".into())));
+            }
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

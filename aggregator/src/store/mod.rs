@@ -1,0 +1,132 @@
+//! Durable storage of metrics, batch ids and sufficient statistics.
+//!
+//! The [`Store`] trait is all the server needs from a database; [`sqlite`] is the
+//! embedded implementation (the default), and a PostgreSQL implementation can be
+//! added beside it with the same portable SQL (`INSERT ... ON CONFLICT ... DO
+//! UPDATE SET n = t.n + excluded.n`) and its own migration folder.
+//!
+//! # Guarantees every implementation keeps
+//! - [`Store::commit_batches`] is one transaction: either every new batch of the
+//!   group and its statistics are durable when it returns `Ok`, or nothing is.
+//! - A batch id is counted at most once, ever: a batch whose id is already
+//!   stored, or that repeats an earlier id of the same group, is reported as a
+//!   duplicate and its statistics are not added.
+//! - Statistics are per-batch deltas merged in memory and written as upserts of
+//!   (metric, version, epoch, cell) counters, so the tables grow with the number
+//!   of cells, not the number of reports.
+//! - Metrics are immutable: a row of `metrics` is never updated.
+//!
+//! All SQL of the aggregator lives under this module.
+
+pub mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use ldp_sdk::estimate::Stats;
+use ldp_sdk::metric::MetricSpec;
+
+/// A boxed future returned by [`Store`] methods (keeps the trait object-safe).
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database failed or could not be reached.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A schema migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored row could not be decoded (corruption or a newer schema).
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// A value does not fit the database's integer type.
+    #[error("value out of range for storage: {0}")]
+    OutOfRange(String),
+}
+
+/// The statistics a group of reports belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StatsKey {
+    /// Metric id.
+    pub metric_id: u32,
+    /// Metric version.
+    pub version: u32,
+    /// Collection epoch.
+    pub epoch: u64,
+}
+
+/// One validated batch, ready to be committed: its id and the statistics its
+/// reports add, already aggregated per [`StatsKey`].
+#[derive(Debug, Clone)]
+pub struct BatchDelta {
+    /// The client's idempotency key.
+    pub batch_id: Vec<u8>,
+    /// Number of reports in the batch.
+    pub reports: u32,
+    /// Statistics added by the batch, one entry per key.
+    pub deltas: Vec<(StatsKey, Stats)>,
+    /// Encoded reports, when raw-report retention is on.
+    pub raw: Option<Vec<u8>>,
+}
+
+/// Storage behind the aggregator. Implementations are shared between tasks.
+pub trait Store: Send + Sync + 'static {
+    /// Every stored metric version, ordered by (metric_id, version).
+    fn load_metrics(&self) -> StoreFuture<'_, Vec<MetricSpec>>;
+
+    /// Stores `spec` as a new version of its name, or returns the latest version
+    /// unchanged (and `false`) when its parameters are identical. Assigns
+    /// `metric_id` (shared by all versions of a name), `version` and `created_at`.
+    /// `spec` must already be validated.
+    fn create_metric(&self, spec: MetricSpec, now: i64) -> StoreFuture<'_, (MetricSpec, bool)>;
+
+    /// Commits a group of batches in one transaction. Returns, per input batch,
+    /// `true` when it was stored now and `false` when its id was already stored
+    /// (earlier, or earlier in the same group).
+    fn commit_batches<'a>(
+        &'a self,
+        batches: &'a [BatchDelta],
+        now: i64,
+    ) -> StoreFuture<'a, Vec<bool>>;
+
+    /// Pooled statistics of one metric version over `epochs` (all epochs when
+    /// `None`), with `cells` counters, and the epochs that had any report.
+    fn load_stats<'a>(
+        &'a self,
+        metric_id: u32,
+        version: u32,
+        epochs: Option<&'a [u64]>,
+        cells: usize,
+    ) -> StoreFuture<'a, (Stats, Vec<u64>)>;
+
+    /// Marks an epoch of a metric (all versions) closed. Idempotent.
+    fn close_epoch(&self, metric_id: u32, epoch: u64, now: i64) -> StoreFuture<'_, ()>;
+
+    /// Every closed (metric_id, epoch).
+    fn closed_epochs(&self) -> StoreFuture<'_, Vec<(u32, u64)>>;
+
+    /// Deletes retained raw reports received before `before`; returns how many batches.
+    fn purge_raw(&self, before: i64) -> StoreFuture<'_, u64>;
+
+    /// Waits for in-flight operations and closes the database.
+    fn close(&self) -> StoreFuture<'_, ()>;
+}
+
+impl std::fmt::Debug for dyn Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+/// Converts an unsigned value to the database's signed 64-bit integer.
+pub(crate) fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::OutOfRange(format!("{what} {value}")))
+}
+
+/// Converts a stored signed integer back, rejecting negative (corrupt) values.
+pub(crate) fn from_i64<T: TryFrom<i64>>(value: i64, what: &str) -> Result<T, StoreError> {
+    T::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} {value}")))
+}

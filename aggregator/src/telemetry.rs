@@ -1,0 +1,99 @@
+//! Operational counters and per-RPC latency histograms.
+//!
+//! Every gRPC call is timed by [`crate::service::observe`] and recorded here in an
+//! HDR histogram per method (microseconds, 3 significant digits); ingest updates
+//! the batch counters. [`Telemetry::snapshot`] is what `Admin.GetStats` and
+//! `ldp stats` show.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use ldp_proto::v1 as pb;
+
+/// Counters and histograms of one server.
+#[derive(Debug)]
+pub struct Telemetry {
+    started: Instant,
+    rpcs: Mutex<BTreeMap<String, RpcRecord>>,
+    /// Reports stored (duplicates excluded).
+    pub reports_accepted: AtomicU64,
+    /// Batches stored.
+    pub batches_accepted: AtomicU64,
+    /// Batches acknowledged as duplicates.
+    pub batches_duplicate: AtomicU64,
+    /// Batches refused (invalid, closed epoch, too large).
+    pub batches_rejected: AtomicU64,
+}
+
+#[derive(Debug)]
+struct RpcRecord {
+    calls: u64,
+    errors: u64,
+    latency_us: Histogram<u64>,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            rpcs: Mutex::default(),
+            reports_accepted: AtomicU64::new(0),
+            batches_accepted: AtomicU64::new(0),
+            batches_duplicate: AtomicU64::new(0),
+            batches_rejected: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Telemetry {
+    /// Records one call of `method` that took `elapsed`.
+    pub fn record(&self, method: &str, elapsed: Duration, error: bool) {
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let mut rpcs = self.rpcs.lock().unwrap_or_else(|e| e.into_inner());
+        let record = match rpcs.get_mut(method) {
+            Some(r) => r,
+            None => rpcs.entry(method.to_string()).or_insert_with(|| RpcRecord {
+                calls: 0,
+                errors: 0,
+                // 1 us to 1 hour at 3 significant digits; `saturating_record` clamps beyond.
+                latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                    .expect("constant histogram bounds are valid"),
+            }),
+        };
+        record.calls += 1;
+        record.errors += u64::from(error);
+        record.latency_us.saturating_record(us.max(1));
+    }
+
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The current counters and latency quantiles.
+    pub fn snapshot(&self) -> pb::GetStatsResponse {
+        let rpcs = self.rpcs.lock().unwrap_or_else(|e| e.into_inner());
+        pb::GetStatsResponse {
+            rpcs: rpcs
+                .iter()
+                .map(|(method, r)| pb::RpcStats {
+                    method: method.clone(),
+                    calls: r.calls,
+                    errors: r.errors,
+                    p50_us: r.latency_us.value_at_quantile(0.5),
+                    p99_us: r.latency_us.value_at_quantile(0.99),
+                    p999_us: r.latency_us.value_at_quantile(0.999),
+                    max_us: r.latency_us.max(),
+                })
+                .collect(),
+            reports_accepted: self.reports_accepted.load(Ordering::Relaxed),
+            batches_accepted: self.batches_accepted.load(Ordering::Relaxed),
+            batches_duplicate: self.batches_duplicate.load(Ordering::Relaxed),
+            batches_rejected: self.batches_rejected.load(Ordering::Relaxed),
+            uptime_seconds: self.started.elapsed().as_secs(),
+        }
+    }
+}
