@@ -34,7 +34,7 @@
 use serde::{Deserialize, Serialize};
 use statrs::function::gamma::ln_gamma;
 
-use super::{AccountantError, Result, check_delta, check_epsilon, log_add};
+use super::{AccountantError, Result, check_delta, check_epsilon, log_add, smallest_epsilon};
 
 /// An (epsilon, delta)-DP guarantee; delta = 0 is pure DP.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -157,24 +157,76 @@ pub fn optimal_pure_delta(eps0: f64, k: u64, epsilon: f64) -> Result<f64> {
 pub fn optimal_pure_epsilon(eps0: f64, k: u64, delta: f64) -> Result<f64> {
     check_delta(delta)?;
     check_k(k)?;
-    let target = delta * (1.0 - 1e-8);
-    let (mut lo, mut hi) = (0.0, k as f64 * eps0);
-    if optimal_pure_delta(eps0, k, 0.0)? <= target {
-        return Ok(0.0);
-    }
-    // Invariant: computed delta(hi) <= target < computed delta(lo).
-    for _ in 0..200 {
-        if hi - lo <= 1e-12 * hi {
-            break;
+    smallest_epsilon(0.0, k as f64 * eps0, delta * (1.0 - 1e-8), |eps| {
+        optimal_pure_delta(eps0, k, eps)
+    })
+}
+
+/// Largest support of the composed privacy-loss distribution
+/// [`optimal_pure_epsilon_heterogeneous`] enumerates.
+pub const MAX_EXACT_SUPPORT: u64 = 200_000;
+
+/// The exact optimal composition of pure-DP mechanisms with different epsilons
+/// (Murtagh & Vadhan 2016): each eps_i-DP mechanism is dominated by randomized
+/// response with eps_i (KOV 2015), whose privacy loss is +-eps_i, so the composed
+/// loss distribution is enumerated exactly over the counts of "-" outcomes per
+/// distinct epsilon, and `delta(eps) = E_P[(1 - e^(eps - L))_+]`. Rounded up like
+/// [`optimal_pure_epsilon`]. An error when the support exceeds
+/// [`MAX_EXACT_SUPPORT`] (the problem is #P-hard in general).
+pub fn optimal_pure_epsilon_heterogeneous(epsilons: &[f64], delta: f64) -> Result<f64> {
+    check_delta(delta)?;
+    let mut sorted = epsilons.to_vec();
+    sorted
+        .iter()
+        .try_for_each(|&e| check_epsilon("epsilon", e))?;
+    sorted.sort_by(f64::total_cmp);
+    let mut groups: Vec<(f64, u64)> = Vec::new();
+    for e in sorted {
+        match groups.last_mut() {
+            Some((g, k)) if *g == e => *k += 1,
+            _ => groups.push((e, 1)),
         }
-        let mid = 0.5 * (lo + hi);
-        if optimal_pure_delta(eps0, k, mid)? <= target {
-            hi = mid;
-        } else {
-            lo = mid;
-        }
     }
-    Ok(hi * (1.0 + 1e-9))
+    match groups.as_slice() {
+        [] => return Ok(0.0),
+        [(eps0, k)] => return optimal_pure_epsilon(*eps0, *k, delta),
+        _ => {}
+    }
+    let support = groups
+        .iter()
+        .try_fold(1u64, |acc, (_, k)| acc.checked_mul(k + 1))
+        .filter(|s| *s <= MAX_EXACT_SUPPORT)
+        .ok_or_else(|| AccountantError::InvalidParameter {
+            name: "epsilons",
+            reason: format!("the composed loss distribution exceeds {MAX_EXACT_SUPPORT} points"),
+        })?;
+    // The loss distribution under P: (loss, log probability) pairs.
+    let mut pld: Vec<(f64, f64)> = vec![(0.0, 0.0)];
+    for &(eps0, k) in &groups {
+        let kf = k as f64;
+        let log_norm = kf * eps0.exp().ln_1p();
+        let log_k_fact = ln_gamma(kf + 1.0);
+        let mut next = Vec::with_capacity(usize::try_from(support).unwrap_or(usize::MAX));
+        for l in 0..=k {
+            let lf = l as f64;
+            let log_p = log_k_fact - ln_gamma(lf + 1.0) - ln_gamma(kf - lf + 1.0)
+                + (kf - lf) * eps0
+                - log_norm;
+            let loss = (kf - 2.0 * lf) * eps0;
+            next.extend(pld.iter().map(|&(l0, p0)| (l0 + loss, p0 + log_p)));
+        }
+        pld = next;
+    }
+    let total: f64 = groups.iter().map(|(e, k)| e * *k as f64).sum();
+    smallest_epsilon(0.0, total, delta * (1.0 - 1e-8), |eps| {
+        let acc = pld
+            .iter()
+            .filter(|(loss, _)| *loss > eps)
+            .fold(f64::NEG_INFINITY, |acc, &(loss, log_p)| {
+                log_add(acc, log_p + log_one_minus_exp(eps - loss))
+            });
+        Ok(acc.exp())
+    })
 }
 
 fn check_k(k: u64) -> Result<()> {
@@ -228,6 +280,55 @@ mod tests {
             let b = basic(&parts).epsilon;
             assert!(exact <= kov + 1e-12 && kov <= drv && kov <= b, "{eps0} {k}");
         }
+    }
+
+    /// Brute force over all 2^k outcomes of the dominating randomized-response
+    /// pairs: delta(eps) = sum_o max(0, P(o) - e^eps Q(o)).
+    fn brute_force_delta(epsilons: &[f64], eps: f64) -> f64 {
+        let k = epsilons.len();
+        (0..1u32 << k)
+            .map(|mask| {
+                let (mut p, mut q) = (1.0, 1.0);
+                for (i, e) in epsilons.iter().enumerate() {
+                    let hi = e.exp() / (1.0 + e.exp());
+                    let (pi, qi) = if mask >> i & 1 == 1 {
+                        (hi, 1.0 - hi)
+                    } else {
+                        (1.0 - hi, hi)
+                    };
+                    p *= pi;
+                    q *= qi;
+                }
+                (p - eps.exp() * q).max(0.0)
+            })
+            .sum()
+    }
+
+    #[test]
+    fn heterogeneous_exact_matches_brute_force() {
+        let parts = [0.3, 0.5, 0.5, 1.0, 1.0, 1.0, 0.3, 0.7];
+        let delta = 1e-3;
+        let got = optimal_pure_epsilon_heterogeneous(&parts, delta).unwrap();
+        // Rounded up: its delta meets the target, and a 1e-6 smaller epsilon does not.
+        assert!(brute_force_delta(&parts, got) <= delta);
+        assert!(brute_force_delta(&parts, got * (1.0 - 1e-6)) > delta);
+        // Between the homogeneous bounds at the smallest and largest epsilon.
+        let lower = optimal_pure_epsilon(0.3, 8, delta).unwrap();
+        let upper = optimal_pure_epsilon(1.0, 8, delta).unwrap();
+        assert!(lower < got && got < upper, "{lower} {got} {upper}");
+        // One group is the homogeneous computation.
+        let same = optimal_pure_epsilon_heterogeneous(&[0.5; 20], 1e-5).unwrap();
+        assert_eq!(same, optimal_pure_epsilon(0.5, 20, 1e-5).unwrap());
+        assert!(
+            optimal_pure_epsilon_heterogeneous(
+                &[
+                    0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7,
+                    1.8, 1.9
+                ],
+                1e-5
+            )
+            .is_err()
+        );
     }
 
     #[test]

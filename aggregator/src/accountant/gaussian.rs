@@ -16,7 +16,7 @@
 //! so the result is never below the exact epsilon (it matches Google's
 //! dp-accounting to ~1e-9 relative on `tests/data/accounting/dpsgd_epsilon.csv`).
 
-use super::{AccountantError, Result, check_delta, check_epsilon, log_half_erfc};
+use super::{AccountantError, Result, check_delta, check_epsilon, log_half_erfc, smallest_epsilon};
 
 /// `log Phi(x)` for the standard normal CDF, accurate far into the lower tail.
 fn log_ndtr(x: f64) -> f64 {
@@ -54,9 +54,6 @@ pub fn analytic_gaussian_epsilon(sigma: f64, steps: u64, delta: f64) -> Result<f
     }
     let s = sigma / (steps as f64).sqrt();
     let target = delta * (1.0 - 1e-9);
-    if analytic_gaussian_delta(s, 0.0)? <= target {
-        return Ok(0.0);
-    }
     // Bracket: delta(eps) decreases to 0; grow hi until it meets the target.
     let mut hi = 1.0;
     while analytic_gaussian_delta(s, hi)? > target {
@@ -67,16 +64,7 @@ pub fn analytic_gaussian_epsilon(sigma: f64, steps: u64, delta: f64) -> Result<f
             )));
         }
     }
-    let mut lo = 0.0;
-    while hi - lo > 1e-12 * hi {
-        let mid = 0.5 * (lo + hi);
-        if analytic_gaussian_delta(s, mid)? <= target {
-            hi = mid;
-        } else {
-            lo = mid;
-        }
-    }
-    Ok(hi * (1.0 + 1e-9))
+    smallest_epsilon(0.0, hi, target, |eps| analytic_gaussian_delta(s, eps))
 }
 
 #[cfg(test)]

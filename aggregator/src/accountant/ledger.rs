@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::composition::{self, DpGuarantee, MAX_EXACT_K};
+use super::composition::{self, DpGuarantee};
 use super::gaussian::analytic_gaussian_epsilon;
 use super::rdp::{Conversion, RdpCurve, SubsampledGaussian, default_orders};
 use super::{AccountantError, Result, check_delta, check_epsilon};
@@ -155,7 +155,8 @@ pub enum Method {
     AdvancedKov,
     /// RDP curves add; improved conversion (Balle et al. 2020).
     Rdp,
-    /// Exact optimal composition; pure-DP releases only, each bounded by the largest epsilon.
+    /// Exact optimal composition; pure-DP releases only (exact for up to
+    /// [`composition::MAX_EXACT_SUPPORT`] loss points, else at the largest epsilon).
     ExactPure,
 }
 
@@ -363,15 +364,13 @@ fn exact_total(parts: &[DpGuarantee], delta: f64) -> Result<f64> {
             reason: "exact composition covers pure-DP releases only".into(),
         });
     }
-    let k = parts.len() as u64;
-    if k > MAX_EXACT_K {
-        return Err(AccountantError::InvalidParameter {
-            name: "k",
-            reason: format!("{k} releases exceed the exact computation's limit"),
-        });
-    }
-    let eps_max = parts.iter().map(|p| p.epsilon).fold(0.0, f64::max);
-    composition::optimal_pure_epsilon(eps_max, k, delta)
+    let epsilons: Vec<f64> = parts.iter().map(|p| p.epsilon).collect();
+    composition::optimal_pure_epsilon_heterogeneous(&epsilons, delta).or_else(|_| {
+        // Too many distinct epsilons to enumerate: every release is also
+        // eps_max-DP, and the homogeneous optimum at eps_max is valid.
+        let eps_max = epsilons.iter().copied().fold(0.0, f64::max);
+        composition::optimal_pure_epsilon(eps_max, parts.len() as u64, delta)
+    })
 }
 
 #[cfg(test)]

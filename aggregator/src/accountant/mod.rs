@@ -128,3 +128,30 @@ pub(crate) fn log_half_erfc(x: f64) -> f64 {
     }
     -x * x - x.ln() - 0.5 * std::f64::consts::PI.ln() + sum.ln() - std::f64::consts::LN_2
 }
+
+/// The smallest epsilon in `[lo, hi]` whose computed delta is <= `target`, rounded
+/// up: the search only moves its upper end to points that meet the target, stops
+/// at 1e-12 relative width, and adds 1e-9 relative to the result. `delta_at` must
+/// be (up to rounding) decreasing, and `delta_at(hi) <= target` must hold.
+pub(crate) fn smallest_epsilon(
+    mut lo: f64,
+    mut hi: f64,
+    target: f64,
+    delta_at: impl Fn(f64) -> Result<f64>,
+) -> Result<f64> {
+    if delta_at(lo)? <= target {
+        return Ok(lo);
+    }
+    for _ in 0..200 {
+        if hi - lo <= 1e-12 * hi {
+            break;
+        }
+        let mid = 0.5 * (lo + hi);
+        if delta_at(mid)? <= target {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Ok(hi * (1.0 + 1e-9))
+}
