@@ -17,10 +17,12 @@
 pub mod accountant;
 pub mod cli;
 pub mod dataset;
+pub mod demo;
 pub mod error;
 pub mod estimate;
 pub mod ingest;
 pub mod registry;
+pub mod report;
 pub mod server;
 pub mod service;
 pub mod store;

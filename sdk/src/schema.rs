@@ -257,6 +257,13 @@ impl Attribute {
         })
     }
 
+    /// Sets the metric's description (free text for analysts; it is part of the
+    /// published parameters that [`Schema::bind`] compares).
+    pub fn with_description(mut self, description: impl Into<String>) -> Self {
+        self.metric.description = description.into();
+        self
+    }
+
     /// The attribute's name in records.
     pub fn name(&self) -> &str {
         &self.name

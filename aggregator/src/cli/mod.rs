@@ -9,6 +9,7 @@
 //! one `mod` line, one [`Command`] variant and one `run` arm below.
 
 pub mod connect;
+pub mod demo;
 pub mod estimate;
 pub mod metric;
 pub mod serve;
@@ -35,6 +36,10 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The Adult census end to end over gRPC: simulated devices randomize their
+    /// records, an in-process aggregator estimates, every estimate is compared
+    /// with the truth (also written as an HTML report).
+    Demo(demo::Args),
     /// Run the aggregator server (Collector, Analytics, Admin, health, reflection).
     Serve(serve::Args),
     /// Create, list and show metrics.
@@ -50,6 +55,7 @@ pub enum Command {
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Demo(args) => demo::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Metric(command) => metric::run(command).await,
         Command::Estimate(args) => estimate::run(args).await,

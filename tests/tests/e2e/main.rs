@@ -2,5 +2,6 @@
 //! own in-process server on an ephemeral loopback port with its own temporary
 //! directory and talks to it over real gRPC.
 
+mod demo;
 mod foundation;
 mod ingest;

@@ -1,0 +1,93 @@
+//! `ldp demo`: the Adult census end to end over gRPC (see [`crate::demo`]).
+//!
+//! With no arguments: an in-process aggregator, every record of
+//! `data/adult/adult.data.csv` as one device, epsilon 1 per report, automatic
+//! mechanisms, OS randomness; prints every estimate against the truth and writes
+//! `ldp-demo-report.html`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use ldp_sdk::Epsilon;
+
+use crate::demo::{self, DemoConfig, Target, mechanisms};
+use crate::service::auth::Token;
+
+/// Options of `ldp demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Simulate N devices by resampling records with replacement (default: each
+    /// record once).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub devices: Option<u64>,
+    /// Epsilon of every report (each device sends 13 reports).
+    #[arg(long, default_value_t = 1.0)]
+    pub epsilon: f64,
+    /// Mechanism of the categorical attributes (auto: smallest variance per attribute).
+    #[arg(long, value_enum, default_value_t = mechanisms::Categorical::Auto)]
+    pub mechanism: mechanisms::Categorical,
+    /// Mechanism of the numeric attributes (auto: smallest worst-case variance).
+    #[arg(long, value_enum, default_value_t = mechanisms::Numeric::Auto)]
+    pub numeric_mechanism: mechanisms::Numeric,
+    /// Seed for a reproducible simulation (seeded reports are not private).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Use a running aggregator at this URL instead of an in-process one.
+    #[arg(long, value_name = "URL")]
+    pub connect: Option<String>,
+    /// Bearer token of the running aggregator (Admin and Analytics).
+    #[arg(long, env = "LDP_TOKEN", hide_env_values = true, requires = "connect")]
+    pub token: Option<String>,
+    /// File holding the bearer token.
+    #[arg(long, requires = "connect", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
+    /// Concurrent device clients.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub clients: u64,
+    /// Reports per batch.
+    #[arg(long, default_value_t = 8_000, value_parser = clap::value_parser!(u64).range(1..=9_000))]
+    pub batch_size: u64,
+    /// The Adult CSV file (default: data/adult/adult.data.csv of this repository).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Where to write the HTML report.
+    #[arg(long, default_value = "ldp-demo-report.html")]
+    pub report: PathBuf,
+}
+
+/// Runs `ldp demo`.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let mut config = DemoConfig::new();
+    if let Some(data) = args.data {
+        config.data = data;
+    }
+    config.devices = args.devices;
+    config.epsilon = Epsilon::new(args.epsilon).context("--epsilon")?;
+    config.categorical = args.mechanism;
+    config.numeric = args.numeric_mechanism;
+    config.seed = args.seed;
+    config.clients = args.clients as usize;
+    config.batch_size = args.batch_size as usize;
+    config.progress = std::io::stderr().is_terminal();
+    if let Some(url) = args.connect {
+        let raw = match (args.token, args.token_file) {
+            (Some(t), _) => t,
+            (None, Some(path)) => std::fs::read_to_string(&path)
+                .with_context(|| format!("reading token file {}", path.display()))?,
+            (None, None) => anyhow::bail!("--connect needs --token, LDP_TOKEN or --token-file"),
+        };
+        config.target = Target::Connect {
+            url,
+            token: Token::new(&raw).map_err(anyhow::Error::msg)?,
+        };
+    }
+    let outcome = demo::run(config).await?;
+    println!("{}", demo::summary(&outcome));
+    println!("{}", demo::render_tables(&outcome));
+    demo::html_report(&outcome)
+        .write(&args.report)
+        .with_context(|| format!("writing {}", args.report.display()))?;
+    println!("report: {}", args.report.display());
+    Ok(())
+}
