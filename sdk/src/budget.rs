@@ -13,9 +13,11 @@
 //!   rolling window of `window_seconds`, and at most `lifetime_epsilon` ever. A
 //!   debit that would exceed either is refused with [`Error::BudgetExhausted`] and
 //!   changes nothing.
-//! - **Clocks.** The ledger keeps the largest time it has seen; debits are dated
-//!   and windows evaluated at that time, never at an earlier one, so moving the
-//!   clock back restores nothing. Moving it forward ends the current window early
+//! - **Clocks.** The ledger keeps the largest time at which it accepted a debit;
+//!   debits are dated and windows evaluated at that time or later, never earlier,
+//!   so moving the clock back restores nothing. (A refused debit changes nothing,
+//!   not even this time: evaluating at an earlier time only keeps more debits in
+//!   the window.) Moving it forward ends the current window early
 //!   (at most one extra window of spending, then the device is stuck until real
 //!   time catches up); the lifetime budget bounds everything.
 //! - **Exact arithmetic.** Amounts are stored as integer nano-epsilons: debits are
@@ -306,7 +308,7 @@ impl DeviceLedger {
         })
     }
 
-    /// The largest time (seconds since the Unix epoch) the ledger has seen.
+    /// The largest time (seconds since the Unix epoch) of an accepted debit.
     pub fn max_time_seen(&self) -> u64 {
         self.lock().max_time_seen
     }

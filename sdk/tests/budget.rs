@@ -177,3 +177,63 @@ fn concurrent_debits_never_exceed_the_budget() {
     let ledger = DeviceLedger::open(&path).unwrap();
     assert_eq!(ledger.usage("m", T0 + 100).unwrap().lifetime_spent, 2.0);
 }
+
+mod model_based {
+    //! Random sequences of debits with a clock that jumps forwards and backwards,
+    //! against a plain model of the rules: every debit is accepted exactly when
+    //! the model says it fits, and the accepted debits, dated as the ledger dated
+    //! them, never exceed any window or the lifetime.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    const WINDOW: u64 = 100;
+    /// Budgets in nano-epsilons: window 1.0, lifetime 3.0.
+    const WINDOW_NANOS: u64 = 1_000_000_000;
+    const LIFETIME_NANOS: u64 = 3_000_000_000;
+
+    proptest! {
+        // Each case does up to 40 durable (fsynced) writes: keep the case count small.
+        #![proptest_config(ProptestConfig {
+            cases: 24,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+        #[test]
+        fn ledger_follows_the_model(ops in prop::collection::vec((-150i64..200, 1u64..6), 1..40)) {
+            let dir = tempfile::tempdir().unwrap();
+            let ledger = DeviceLedger::open(dir.path().join("ledger.json")).unwrap();
+            ledger.register("m", BudgetPolicy::new(1.0, WINDOW, 3.0).unwrap()).unwrap();
+            let mut clock: i64 = 1_000;
+            let mut max_seen: u64 = 0;
+            let mut accepted: Vec<(u64, u64)> = Vec::new();
+            for (jump, tenths) in ops {
+                clock = (clock + jump).max(0);
+                let now = clock as u64;
+                let nanos = tenths * 100_000_000;
+                let at = max_seen.max(now);
+                let in_window: u64 = accepted.iter().filter(|(t, _)| t + WINDOW > at).map(|(_, n)| n).sum();
+                let lifetime: u64 = accepted.iter().map(|(_, n)| n).sum();
+                let fits = in_window + nanos <= WINDOW_NANOS && lifetime + nanos <= LIFETIME_NANOS;
+                match ledger.debit("m", eps(tenths as f64 / 10.0), now) {
+                    Ok(r) => {
+                        prop_assert!(fits, "accepted a debit the model refuses");
+                        prop_assert_eq!(r.at(), at);
+                        accepted.push((at, nanos));
+                        // Only accepted debits advance the ledger's time (a refusal
+                        // changes nothing, which is the conservative choice).
+                        max_seen = at;
+                    }
+                    Err(Error::BudgetExhausted(_)) => prop_assert!(!fits, "refused a debit that fits"),
+                    Err(e) => return Err(TestCaseError::fail(e.to_string())),
+                }
+            }
+            // Safety, independently of the model: every window ending at a debit.
+            for &(t, _) in &accepted {
+                let sum: u64 = accepted.iter().filter(|(s, _)| *s <= t && s + WINDOW > t).map(|(_, n)| n).sum();
+                prop_assert!(sum <= WINDOW_NANOS);
+            }
+            prop_assert!(accepted.iter().map(|(_, n)| n).sum::<u64>() <= LIFETIME_NANOS);
+        }
+    }
+}
