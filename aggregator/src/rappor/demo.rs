@@ -1,0 +1,1 @@
+//! The RAPPOR demo (work in progress).
