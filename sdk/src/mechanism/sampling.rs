@@ -95,14 +95,12 @@ pub fn bernoulli_word(rng: &mut LdpRng, threshold: u64) -> u64 {
             break;
         }
         let w = rng.next_u64();
-        if (threshold >> bit) & 1 == 1 {
-            // Lanes drawing 0 are now below the threshold: decided 1.
-            ones |= undecided & !w;
-            undecided &= w;
-        } else {
-            // Lanes drawing 1 are now above the threshold: decided 0.
-            undecided &= !w;
-        }
+        // All ones if the threshold's bit is 1. Then lanes drawing 0 are below
+        // the threshold (decided 1) and lanes drawing 1 stay undecided; if it is
+        // 0, lanes drawing 1 are above it (decided 0) and lanes drawing 0 stay.
+        let t = ((threshold >> bit) & 1).wrapping_neg();
+        ones |= undecided & !w & t;
+        undecided &= !(w ^ t);
     }
     // Lanes still undecided drew exactly `threshold`: not below it, so 0.
     ones
@@ -111,7 +109,8 @@ pub fn bernoulli_word(rng: &mut LdpRng, threshold: u64) -> u64 {
 /// True with probability exactly `exp(-num / den)`, for `num <= den`, `den > 0`
 /// (Canonne, Kamath, Steinke 2020, Algorithm 1, case gamma in [0, 1]).
 fn bernoulli_exp_neg_le1(rng: &mut LdpRng, num: u64, den: u64) -> bool {
-    let mut k: u64 = 1;
+    // For gamma = 1 the first coin A_1 ~ Bernoulli(1) is certain: skip it.
+    let mut k: u64 = if num == den { 2 } else { 1 };
     // A_k ~ Bernoulli(gamma / k); stop at the first failure; the result is the
     // parity of k. `den * k` saturates only for k > 2^11 (den <= 2^53), an event
     // of probability below 1/2048!.
