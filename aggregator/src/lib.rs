@@ -21,6 +21,7 @@ pub mod demo;
 pub mod error;
 pub mod estimate;
 pub mod ingest;
+pub mod model;
 pub mod rappor;
 pub mod registry;
 pub mod report;

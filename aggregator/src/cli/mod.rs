@@ -14,6 +14,7 @@ pub mod estimate;
 pub mod metric;
 pub mod serve;
 pub mod stats;
+pub mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -49,6 +50,9 @@ pub enum Command {
     Estimate(estimate::Args),
     /// Server counters and per-RPC latency percentiles.
     Stats(stats::Args),
+    /// Train a model on Adult under local, central (trusted curator) or no DP and
+    /// print its test accuracy with the (epsilon, delta) spent.
+    Train(train::Args),
     // Subcommands of other modules (demo, rappor, train, budget, privacy-report) go here.
 }
 
@@ -60,6 +64,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Metric(command) => metric::run(command).await,
         Command::Estimate(args) => estimate::run(args).await,
         Command::Stats(args) => stats::run(args).await,
+        Command::Train(args) => train::run(args).await,
     }
 }
 

@@ -15,6 +15,7 @@
 pub mod grr;
 pub mod hadamard;
 pub mod limits;
+pub mod multidim;
 pub mod numeric;
 pub mod olh;
 mod oracle;
