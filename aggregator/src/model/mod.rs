@@ -27,6 +27,7 @@ pub mod baseline;
 pub mod demo;
 pub mod dpsgd;
 pub mod features;
+pub mod grpc;
 pub mod ldpsgd;
 pub mod logreg;
 pub mod nb;

@@ -5,3 +5,4 @@
 mod demo;
 mod foundation;
 mod ingest;
+mod models;
