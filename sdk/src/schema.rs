@@ -810,6 +810,58 @@ mod tests {
         assert!(matches!(err, SchemaError::Mismatch { .. }), "{err}");
     }
 
+    fn age() -> Attribute {
+        Attribute::numeric(
+            "age",
+            (17.0, 90.0),
+            "app.age",
+            MechanismSpec::Piecewise { lo: 17.0, hi: 90.0 },
+            eps(1.0),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_rejected_unless_clamping_is_on_and_then_reported() {
+        let mut rng = LdpRng::seeded_for_simulation(4);
+        let strict = Schema::new(vec![age()]).unwrap();
+        let old = Record::new().with("age", 120.0);
+        assert_eq!(
+            strict.encode(&old, &mut rng).unwrap_err(),
+            SchemaError::OutOfRange {
+                attribute: "age".into(),
+                value: 120.0,
+                lo: 17.0,
+                hi: 90.0
+            }
+        );
+        let clamping = Schema::new(vec![age()]).unwrap().with_clamping();
+        let out = clamping.encode(&old, &mut rng).unwrap();
+        assert_eq!(
+            out.clamped,
+            vec![Clamped {
+                attribute: "age".into(),
+                value: 120.0,
+                clamped_to: 90.0
+            }]
+        );
+        assert!(matches!(out.reports[0].report, Report::Numeric(_)));
+        let inside = clamping
+            .encode(&Record::new().with("age", 40.0), &mut rng)
+            .unwrap();
+        assert!(inside.clamped.is_empty());
+        for bad in [f64::NAN, f64::INFINITY] {
+            let err = clamping
+                .encode(&Record::new().with("age", bad), &mut rng)
+                .unwrap_err();
+            assert!(matches!(err, SchemaError::NotFinite { .. }), "{err}");
+        }
+        let err = clamping
+            .encode(&Record::new().with("age", "forty"), &mut rng)
+            .unwrap_err();
+        assert!(matches!(err, SchemaError::WrongKind { .. }), "{err}");
+    }
+
     #[test]
     fn sampling_reports_k_attributes_uniformly() {
         // 4 binary attributes, k = 2: each attribute is reported with probability

@@ -175,6 +175,43 @@ pub fn html_report(o: &Outcome) -> Report {
         o.covered(),
         o.intervals()
     ));
+    let mut rows: Vec<Vec<String>> = o
+        .categorical
+        .iter()
+        .map(|c| {
+            vec![
+                c.name.clone(),
+                label(&c.mechanism).to_string(),
+                c.values.len().to_string(),
+                format!("{:.4}", c.tv_distance()),
+                format!("{:.4}", c.expected_tv()),
+                format!("{}/{}", c.covered(), c.values.len()),
+            ]
+        })
+        .collect();
+    rows.extend(o.numeric.iter().map(|n| {
+        vec![
+            n.name.clone(),
+            label(&n.mechanism).to_string(),
+            "mean".into(),
+            format!("|error| {:.3}", (n.estimate - n.true_mean).abs()),
+            format!("se {:.3}", n.std_error),
+            format!("{}/1", u8::from(n.covered())),
+        ]
+    }));
+    intro = intro.table(
+        [
+            "attribute",
+            "mechanism",
+            "d",
+            "TV distance",
+            "expected TV",
+            "in 95% CI",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    );
     report.add_section(intro);
     for c in &o.categorical {
         let chart = BarChart::new(

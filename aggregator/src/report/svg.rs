@@ -26,6 +26,12 @@ pub struct Bar {
     pub ci: (f64, f64),
 }
 
+impl Bar {
+    fn top(&self) -> f64 {
+        self.truth.max(self.estimate).max(self.ci.1)
+    }
+}
+
 /// Horizontal bars: per label, the true value (grey) above the estimate (blue)
 /// with its interval whisker.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,14 +86,30 @@ impl BarChart {
             .iter()
             .flat_map(|b| [b.truth, b.estimate, b.ci.0, b.ci.1])
             .filter(|v| v.is_finite());
-        let (lo, hi) = values.fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let (lo, mut hi) = values.fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        // One bar far above all others (e.g. one country holding 90%) would
+        // squash the rest into slivers: clip the axis above the runner-up and
+        // print the clipped values instead.
+        let mut tops: Vec<f64> = self.bars.iter().map(Bar::top).collect();
+        tops.sort_by(|a, b| b.total_cmp(a));
+        let clip = tops.len() >= 3 && tops[1] > 0.0 && tops[0] > 3.0 * tops[1];
+        if clip {
+            hi = 1.15 * tops[1];
+        }
         let axis = Axis::nice(lo, if hi > lo { hi } else { lo + 1.0 }, 6);
-        let x = |v: f64| left + (WIDTH - left - right) * axis.fraction(v);
+        let x = |v: f64| left + (WIDTH - left - right) * axis.fraction(v).min(1.0);
         let fmt = |v: f64| {
             if self.percent {
                 format!("{}%", trim(100.0 * v, axis.step * 100.0))
             } else {
                 trim(v, axis.step)
+            }
+        };
+        let value = |v: f64| {
+            if self.percent {
+                format!("{:.1}%", 100.0 * v)
+            } else {
+                format!("{v:.3}")
             }
         };
         let mut s = String::new();
@@ -146,10 +168,10 @@ impl BarChart {
                 title = escape(&format!(
                     "{}: true {}, estimate {} [{}, {}]",
                     b.label,
-                    fmt(b.truth),
-                    fmt(b.estimate),
-                    fmt(b.ci.0),
-                    fmt(b.ci.1)
+                    value(b.truth),
+                    value(b.estimate),
+                    value(b.ci.0),
+                    value(b.ci.1)
                 )),
                 lx = left - 8.0,
                 ly = y + ROW / 2.0 + 4.0,
@@ -157,6 +179,27 @@ impl BarChart {
                 t = bar(b.truth, y + 3.0, TRUTH),
                 e = bar(b.estimate, y + 12.0, ESTIMATE),
             );
+            if clip && b.top() > axis.hi {
+                let note = format!(
+                    "axis clipped: true {}, estimate {} [{}, {}] \u{25B8}",
+                    value(b.truth),
+                    value(b.estimate),
+                    value(b.ci.0),
+                    value(b.ci.1)
+                );
+                let w = note.chars().count() as f64 * 6.4 + 12.0;
+                let _ = write!(
+                    s,
+                    "<rect x=\"{rx:.1}\" y=\"{ry:.1}\" width=\"{w:.1}\" height=\"18\" rx=\"3\" \
+                     fill=\"#fff\" fill-opacity=\"0.92\" stroke=\"{GRID}\"/>\
+                     <text x=\"{tx:.1}\" y=\"{ty:.1}\" text-anchor=\"end\" font-size=\"11\" fill=\"{INK}\">{}</text>",
+                    escape(&note),
+                    rx = WIDTH - right - w,
+                    ry = y + 3.0,
+                    tx = WIDTH - right - 6.0,
+                    ty = y + 16.0,
+                );
+            }
             let (w0, w1, wy) = (x(b.ci.0), x(b.ci.1), y + 16.0);
             let _ = write!(
                 s,
@@ -418,11 +461,15 @@ impl Axis {
             .map(|m| m * mag)
             .find(|s| *s >= raw)
             .unwrap_or(10.0 * mag);
-        Self {
-            lo: (lo / step).floor() * step,
-            hi: (hi / step).ceil() * step,
-            step,
-        }
+        let hi = (hi / step).ceil() * step;
+        // A negative end (e.g. an interval reaching below zero) gets a small
+        // margin instead of a whole extra step, so the bars keep the space.
+        let lo = if lo >= 0.0 {
+            (lo / step).floor() * step
+        } else {
+            lo - 0.03 * (hi - lo)
+        };
+        Self { lo, hi, step }
     }
 
     fn log(lo: f64, hi: f64) -> Self {
@@ -438,10 +485,12 @@ impl Axis {
         ((v - self.lo) / (self.hi - self.lo)).clamp(-0.05, 1.05)
     }
 
+    /// Multiples of `step` inside `[lo, hi]`.
     fn ticks(&self) -> Vec<f64> {
-        let n = ((self.hi - self.lo) / self.step).round() as usize;
+        let first = (self.lo / self.step - 1e-9).ceil();
+        let n = ((self.hi / self.step + 1e-9).floor() - first).max(0.0) as usize;
         (0..=n.min(50))
-            .map(|i| self.lo + self.step * i as f64)
+            .map(|i| (first + i as f64) * self.step)
             .collect()
     }
 }
@@ -464,8 +513,11 @@ mod tests {
     #[test]
     fn nice_axis_covers_the_range_with_round_steps() {
         let a = Axis::nice(-0.013, 0.72, 6);
-        assert!(a.lo <= -0.013 && a.hi >= 0.72);
+        assert!(a.lo <= -0.013 && a.lo > -0.1 && a.hi >= 0.72);
         assert!((a.step - 0.2).abs() < 1e-12, "{a:?}");
+        let ticks = a.ticks();
+        assert_eq!(ticks.len(), 5, "{ticks:?}");
+        assert!(ticks[0].abs() < 1e-12 && (ticks[4] - 0.8).abs() < 1e-12);
         assert_eq!(trim(0.4, 0.2), "0.4");
         assert_eq!(trim(-0.0, 1.0), "0");
     }
@@ -484,6 +536,21 @@ mod tests {
         assert_eq!(svg.matches("<title>").count(), 3);
         assert_eq!(svg.matches("stroke-width=\"1.3\" fill=\"none\"").count(), 3);
         assert!(svg.contains("%</text>"));
+    }
+
+    #[test]
+    fn one_dominant_bar_clips_the_axis_and_prints_its_values() {
+        let bar = |label: &str, v: f64| Bar {
+            label: label.into(),
+            truth: v,
+            estimate: v,
+            ci: (v - 0.01, v + 0.01),
+        };
+        let svg = BarChart::new(vec![bar("big", 0.9), bar("a", 0.05), bar("b", 0.03)])
+            .percent()
+            .to_svg();
+        assert_eq!(svg.matches("axis clipped").count(), 1);
+        assert!(svg.contains("axis clipped: true 90.0%"), "{svg}");
     }
 
     #[test]
