@@ -263,4 +263,10 @@ fn noise_search_never_exceeds_the_target() {
         );
         assert!(smaller > target, "{target}: sigma is not near the smallest");
     }
+    // Below the floor the default orders allow (~0.10 at delta 1e-5), the search
+    // fails with a typed error instead of returning a sigma that misses the target.
+    assert!(matches!(
+        noise_multiplier_for_target(0.05, 1e-5, 0.01, 10_000, &orders),
+        Err(AccountantError::NoiseSearchFailed { .. })
+    ));
 }
