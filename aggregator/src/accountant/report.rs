@@ -100,7 +100,7 @@ impl PrivacyReport {
     ) -> Result<Self> {
         let metrics = metrics
             .iter()
-            .map(|(spec, budget)| metric_privacy(spec, *budget))
+            .map(|(spec, budget)| MetricPrivacy::of(spec, *budget))
             .collect();
         let mut datasets = Vec::new();
         for name in ledger.datasets() {
@@ -227,6 +227,14 @@ impl PrivacyReport {
         }
         h += "</body></html>\n";
         h
+    }
+}
+
+impl MetricPrivacy {
+    /// The local guarantee of a stored metric (see the module doc for eps_inf);
+    /// the server's estimate responses use the same values.
+    pub fn of(spec: &MetricSpec, device_budget: Option<BudgetPolicy>) -> Self {
+        metric_privacy(spec, device_budget)
     }
 }
 
