@@ -5,6 +5,21 @@
 //! grows with the number of reports. Estimators turn it into [`Estimate`]s: an
 //! unbiased point estimate and its standard error from the mechanism's closed-form
 //! variance.
+//!
+//! Layout of [`Stats`] per mechanism (length of `counts` in parentheses):
+//!
+//! | mechanism | `counts` | `sum`, `sum_sq` |
+//! |-----------|----------|-----------------|
+//! | Binary, GRR | reports per value (d) | unused |
+//! | SUE, OUE | reports with bit i set (d) | unused |
+//! | OLH | reports per (seed s, bucket b), index `s * g + b` (S g) | unused |
+//! | Hadamard | reports per (coefficient j, sign), index `2 j + positive` (2D) | unused |
+//! | Laplace, Duchi, Piecewise, Hybrid | none (0) | of the reported values, metric scale |
+//!
+//! Frequency estimates carry the standard error of the closed-form variance with
+//! the estimate plugged in for the unknown true count. Means carry the standard
+//! error from the sample variance of the reports (see
+//! [`crate::mechanism::numeric`] for why).
 
 use serde::{Deserialize, Serialize};
 

@@ -4,7 +4,7 @@
 //! Hadamard matrix, `H[r][j] = (-1)^popcount(r & j)`. Value v in `[0, d)` is
 //! mapped to row r = v + 1 (row 0, all ones, carries no information and is
 //! skipped). The device draws a coefficient j uniformly in `[0, D)` and reports
-//! `(j, sign)` where sign = H[v+1][j], flipped with probability 1 / (e^eps + 1).
+//! `(j, sign)` where sign = `H[v+1][j]`, flipped with probability 1 / (e^eps + 1).
 //!
 //! Aggregation keeps 2D counters, one per (j, sign): counter `2j + 1` for
 //! positive, `2j` for negative. Estimation applies one fast Walsh-Hadamard

@@ -11,6 +11,12 @@
 //!
 //! Every mechanism satisfies pure epsilon-LDP per report: for any two inputs and
 //! any output, the output probabilities differ by at most a factor e^epsilon.
+//!
+//! Mechanisms: [`grr`] (binary and k-ary randomized response), [`unary`] (SUE,
+//! OUE), [`olh`], [`hadamard`], [`numeric`] (Laplace, Duchi, Piecewise, Hybrid)
+//! and [`rappor`]. Each module states its epsilon per report (`# Privacy`) and
+//! its estimator's variance (`# Utility`). Privacy-critical coins compare
+//! integers ([`sampling`]); parameter limits are in [`limits`].
 
 pub mod grr;
 pub mod hadamard;

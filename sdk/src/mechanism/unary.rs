@@ -9,10 +9,10 @@
 //! byte i/8 at position i%8 (least significant bit first). Padding bits above d
 //! are zero; [`Unary::validate`] rejects reports where they are not.
 //!
-//! Encoding draws no random number per bit: each 64-bit word of q-coins is made
-//! by [`sampling::bernoulli_word`] (bit-sliced lazy comparison of 64-bit uniform
-//! integers against the threshold, about 8 random words per 64 bits), then bit v
-//! is overwritten by its own p-coin. Every bit is therefore an exact, independent
+//! Encoding draws no random number per bit: the q-coins come from
+//! [`sampling::bernoulli_words`] (bit-sliced lazy comparison of 64-bit uniform
+//! integers against the threshold, with undecided lanes pooled across words:
+//! about 5 random words per 64 bits), then bit v is overwritten by its own p-coin. Every bit is therefore an exact, independent
 //! coin with probability `T / 2^64` for its threshold T.
 //!
 //! # Privacy
@@ -117,11 +117,9 @@ impl Unary {
             return Err(out_of_domain(value, self.d));
         }
         let len = self.report_len();
-        let mut bytes = Vec::with_capacity(len.next_multiple_of(8));
-        for _ in 0..len.div_ceil(8) {
-            let word = sampling::bernoulli_word(rng, self.flip);
-            bytes.extend_from_slice(&word.to_le_bytes());
-        }
+        let mut words = vec![0u64; len.div_ceil(8)];
+        sampling::bernoulli_words(rng, self.flip, &mut words);
+        let mut bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
         bytes.truncate(len);
         let pad = self.d % 8;
         if pad != 0 {
