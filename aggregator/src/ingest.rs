@@ -130,6 +130,7 @@ pub fn start(
     let task = tokio::spawn(writer(
         store,
         closed.clone(),
+        telemetry.clone(),
         rx,
         config.max_group_batches.max(1),
     ));
@@ -293,6 +294,7 @@ fn plausible_epochs(spec: &ldp_sdk::metric::MetricSpec, now: i64) -> (u64, u64) 
 async fn writer(
     store: Arc<dyn Store>,
     closed: Arc<ClosedEpochs>,
+    telemetry: Arc<Telemetry>,
     mut rx: mpsc::Receiver<Command>,
     max_group: usize,
 ) {
@@ -331,7 +333,9 @@ async fn writer(
                         Err(_) => break,
                     }
                 }
-                commit_group(store.as_ref(), &closed, group).await;
+                if commit_group(store.as_ref(), &closed, group).await {
+                    Telemetry::add(&telemetry.group_commits, 1);
+                }
             }
         }
     }
@@ -339,7 +343,9 @@ async fn writer(
 
 type Pending = (BatchDelta, oneshot::Sender<Result<bool, ServiceError>>);
 
-async fn commit_group(store: &dyn Store, closed: &ClosedEpochs, group: Vec<Pending>) {
+/// Commits what is open of `group` and acknowledges every batch; returns
+/// whether a transaction was committed.
+async fn commit_group(store: &dyn Store, closed: &ClosedEpochs, group: Vec<Pending>) -> bool {
     let (open, refused): (Vec<Pending>, Vec<Pending>) = group.into_iter().partition(|(b, _)| {
         b.deltas
             .iter()
@@ -358,7 +364,7 @@ async fn commit_group(store: &dyn Store, closed: &ClosedEpochs, group: Vec<Pendi
         let _ = ack.send(Err(ServiceError::FailedPrecondition(message)));
     }
     if open.is_empty() {
-        return;
+        return false;
     }
     let (batches, acks): (Vec<BatchDelta>, Vec<_>) = open.into_iter().unzip();
     match store.commit_batches(&batches, unix_now()).await {
@@ -366,12 +372,14 @@ async fn commit_group(store: &dyn Store, closed: &ClosedEpochs, group: Vec<Pendi
             for (ack, fresh) in acks.into_iter().zip(fresh) {
                 let _ = ack.send(Ok(fresh));
             }
+            true
         }
         Err(e) => {
             tracing::error!(error = %e, batches = batches.len(), "group commit failed");
             for ack in acks {
                 let _ = ack.send(Err(ServiceError::Internal("commit failed".into())));
             }
+            false
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct Telemetry {
     pub batches_duplicate: AtomicU64,
     /// Batches refused (invalid, closed epoch, too large).
     pub batches_rejected: AtomicU64,
+    /// Group-commit transactions of the ingest writer.
+    pub group_commits: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -44,6 +46,7 @@ impl Default for Telemetry {
             batches_accepted: AtomicU64::new(0),
             batches_duplicate: AtomicU64::new(0),
             batches_rejected: AtomicU64::new(0),
+            group_commits: AtomicU64::new(0),
         }
     }
 }
@@ -94,6 +97,7 @@ impl Telemetry {
             batches_duplicate: self.batches_duplicate.load(Ordering::Relaxed),
             batches_rejected: self.batches_rejected.load(Ordering::Relaxed),
             uptime_seconds: self.started.elapsed().as_secs(),
+            group_commits: self.group_commits.load(Ordering::Relaxed),
         }
     }
 }

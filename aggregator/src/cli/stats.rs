@@ -18,12 +18,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut admin = args.conn.admin().await?;
     let s = admin.get_stats(pb::GetStatsRequest {}).await?.into_inner();
     println!(
-        "uptime {} s; reports accepted {}; batches accepted {}, duplicate {}, rejected {}",
+        "uptime {} s; reports accepted {}; batches accepted {}, duplicate {}, rejected {}; \
+         {} group commits (mean {:.1} batches each)",
         s.uptime_seconds,
         s.reports_accepted,
         s.batches_accepted,
         s.batches_duplicate,
-        s.batches_rejected
+        s.batches_rejected,
+        s.group_commits,
+        (s.batches_accepted + s.batches_duplicate) as f64 / s.group_commits.max(1) as f64
     );
     let mut table = Table::new();
     table.set_header([

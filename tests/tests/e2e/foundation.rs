@@ -61,6 +61,47 @@ async fn create_metric_then_get_metrics_and_health() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn reflection_lists_every_service() -> anyhow::Result<()> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start(dir.path()).await?;
+    let mut reflection = ServerReflectionClient::new(server.channel().await?);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await?
+        .into_inner();
+    let response = responses
+        .message()
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no reflection response"))?;
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        anyhow::bail!("unexpected reflection response {response:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in [
+        "ldp.v1.Collector",
+        "ldp.v1.Analytics",
+        "ldp.v1.Admin",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    drop(responses);
+    server.stop().await
+}
+
+#[tokio::test]
 async fn analytics_and_admin_require_the_token() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let server = TestServer::start(dir.path()).await?;

@@ -6,3 +6,4 @@ mod demo;
 mod foundation;
 mod ingest;
 mod models;
+mod tls;
