@@ -3,7 +3,7 @@
 //! With no arguments: an in-process aggregator, every record of
 //! `data/adult/adult.data.csv` as one device, epsilon 1 per report, automatic
 //! mechanisms, OS randomness; prints every estimate against the truth and writes
-//! `ldp-demo-report.html`.
+//! `ldp-demo-report.html`. `ldp demo models` runs [`crate::model::demo`].
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -12,11 +12,49 @@ use anyhow::Context;
 use ldp_sdk::Epsilon;
 
 use crate::demo::{self, DemoConfig, Target, mechanisms};
+use crate::report::Report;
 use crate::service::auth::Token;
 
-/// Options of `ldp demo`.
+/// `ldp demo [models]`: with no subcommand, the Adult census demo.
 #[derive(Debug, Clone, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
+    /// Another demo instead of the Adult census one.
+    #[command(subcommand)]
+    pub command: Option<Demo>,
+    /// Options of the Adult census demo.
+    #[command(flatten)]
+    pub adult: AdultArgs,
+}
+
+/// The other demos.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Demo {
+    /// Every model under no, central and local DP on Adult, for several epsilons:
+    /// test accuracy and the (epsilon, delta) spent.
+    Models(ModelsArgs),
+}
+
+/// Options of `ldp demo models`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelsArgs {
+    /// Epsilons of the private rows.
+    #[arg(long, value_delimiter = ',', default_values_t = crate::model::demo::EPSILONS)]
+    pub epsilons: Vec<f64>,
+    /// Delta of DP-SGD.
+    #[arg(long, default_value_t = 1e-5)]
+    pub delta: f64,
+    /// Seed for a reproducible simulation (seeded reports are not private).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where to write the HTML report.
+    #[arg(long, default_value = "ldp-demo-models.html")]
+    pub report: PathBuf,
+}
+
+/// Options of the Adult census demo.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AdultArgs {
     /// Simulate N devices by resampling records with replacement (default: each
     /// record once).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
@@ -58,6 +96,34 @@ pub struct Args {
 
 /// Runs `ldp demo`.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Some(Demo::Models(models)) => run_models(models).await,
+        None => run_adult(args.adult).await,
+    }
+}
+
+async fn run_models(args: ModelsArgs) -> anyhow::Result<()> {
+    let options = crate::model::demo::DemoOptions {
+        epsilons: args.epsilons,
+        delta: args.delta,
+        seed: args.seed,
+        progress: std::io::stderr().is_terminal(),
+        ..Default::default()
+    };
+    let result = tokio::task::spawn_blocking(move || crate::model::demo::run(&options))
+        .await
+        .context("the models demo panicked")??;
+    println!("{}", result.table());
+    let mut report = Report::new("ldp demo models: local vs central DP on Adult");
+    report.add_section(result.section());
+    report
+        .write(&args.report)
+        .with_context(|| format!("writing {}", args.report.display()))?;
+    println!("report: {}", args.report.display());
+    Ok(())
+}
+
+async fn run_adult(args: AdultArgs) -> anyhow::Result<()> {
     let mut config = DemoConfig::new();
     if let Some(data) = args.data {
         config.data = data;

@@ -12,7 +12,12 @@ fn pct(x: f64) -> String {
 }
 
 fn pp(x: f64) -> String {
-    format!("{:+.2} pp", 100.0 * x)
+    let s = format!("{:+.2} pp", 100.0 * x);
+    if s == "-0.00 pp" {
+        "+0.00 pp".into()
+    } else {
+        s
+    }
 }
 
 fn thousands(n: u64) -> String {
