@@ -433,6 +433,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn raw_reports_are_kept_until_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        let mut old = delta(b"old", 0, vec![1, 0]);
+        old.raw = Some(vec![1, 2, 3]);
+        let mut new = delta(b"new", 0, vec![0, 1]);
+        new.raw = Some(vec![4]);
+        store.commit_batches(&[old], 100).await.unwrap();
+        store.commit_batches(&[new], 200).await.unwrap();
+        assert_eq!(store.purge_raw(150).await.unwrap(), 1);
+        assert_eq!(store.purge_raw(150).await.unwrap(), 0);
+        assert_eq!(store.purge_raw(201).await.unwrap(), 1);
+        // Purging raw reports never touches the statistics.
+        assert_eq!(store.load_stats(1, 1, None, 2).await.unwrap().0.reports, 2);
+    }
+
+    #[tokio::test]
+    async fn closed_epochs_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        store.close_epoch(3, 7, 1).await.unwrap();
+        store.close_epoch(3, 7, 2).await.unwrap();
+        store.close().await.unwrap();
+        let reopened = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(reopened.closed_epochs().await.unwrap(), vec![(3, 7)]);
+    }
+
+    #[tokio::test]
     async fn metrics_get_versions_and_identical_specs_are_no_ops() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
