@@ -91,7 +91,7 @@ impl Hadamard {
             return Err(out_of_domain(value, self.d));
         }
         // D is a power of two: masking a uniform word is exactly uniform.
-        let j = (rng.next_u64() & u64::from(self.big_d - 1)) as u32;
+        let j = (rng.inner().next_u64() & u64::from(self.big_d - 1)) as u32;
         let positive = ((value + 1) & j).count_ones().is_multiple_of(2);
         Ok((j, positive == sampling::coin(rng, self.keep)))
     }

@@ -22,8 +22,12 @@
 //! ```
 
 use rand::Rng;
+use rand_chacha::ChaCha12Rng;
 
 use crate::LdpRng;
+
+// The samplers take the generator inside `LdpRng` once per call, so that its
+// `next_u64` inlines into their loops.
 
 const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
 
@@ -58,13 +62,18 @@ pub fn threshold_probability(threshold: u64) -> f64 {
 /// True with probability exactly `threshold / 2^64`.
 #[inline]
 pub fn coin(rng: &mut LdpRng, threshold: u64) -> bool {
-    rng.next_u64() < threshold
+    rng.inner().next_u64() < threshold
 }
 
 /// Exactly uniform in `[0, n)` (Lemire 2019, "Fast random integer generation in
 /// an interval", with rejection). Returns 0 for `n == 0`.
 #[inline]
 pub fn uniform_below(rng: &mut LdpRng, n: u64) -> u64 {
+    uniform_below_in(rng.inner(), n)
+}
+
+#[inline]
+fn uniform_below_in(rng: &mut ChaCha12Rng, n: u64) -> u64 {
     if n == 0 {
         return 0;
     }
@@ -88,6 +97,7 @@ pub fn uniform_below(rng: &mut LdpRng, n: u64) -> u64 {
 /// (instead of 64), with no floating point.
 #[inline]
 pub fn bernoulli_word(rng: &mut LdpRng, threshold: u64) -> u64 {
+    let rng = rng.inner();
     let mut undecided = u64::MAX;
     let mut ones = 0u64;
     for bit in (0..64).rev() {
@@ -121,6 +131,7 @@ const SOLO_ROUNDS: u32 = 4;
 /// per round, so the result has exactly the distribution of independent
 /// 64-bit comparisons. Cost for 1024 coins: about 80 random words instead of 134.
 pub fn bernoulli_words(rng: &mut LdpRng, threshold: u64, out: &mut [u64]) {
+    let rng = rng.inner();
     let mut group = [0u32; 64];
     let mut len = 0;
     for i in 0..out.len() {
@@ -148,7 +159,7 @@ pub fn bernoulli_words(rng: &mut LdpRng, threshold: u64, out: &mut [u64]) {
 
 /// Finishes the comparison of the pooled `lanes` (bit indices into `out`) from
 /// threshold bit `63 - SOLO_ROUNDS` down, and sets the bits that come out 1.
-fn finish_group(rng: &mut LdpRng, threshold: u64, lanes: &[u32], out: &mut [u64]) {
+fn finish_group(rng: &mut ChaCha12Rng, threshold: u64, lanes: &[u32], out: &mut [u64]) {
     if lanes.is_empty() {
         return;
     }
@@ -172,13 +183,13 @@ fn finish_group(rng: &mut LdpRng, threshold: u64, lanes: &[u32], out: &mut [u64]
 
 /// True with probability exactly `exp(-num / den)`, for `num <= den`, `den > 0`
 /// (Canonne, Kamath, Steinke 2020, Algorithm 1, case gamma in [0, 1]).
-fn bernoulli_exp_neg_le1(rng: &mut LdpRng, num: u64, den: u64) -> bool {
+fn bernoulli_exp_neg_le1(rng: &mut ChaCha12Rng, num: u64, den: u64) -> bool {
     // For gamma = 1 the first coin A_1 ~ Bernoulli(1) is certain: skip it.
     let mut k: u64 = if num == den { 2 } else { 1 };
     // A_k ~ Bernoulli(gamma / k); stop at the first failure; the result is the
     // parity of k. `den * k` saturates only for k > 2^11 (den <= 2^53), an event
     // of probability below 1/2048!.
-    while uniform_below(rng, den.saturating_mul(k)) < num {
+    while uniform_below_in(rng, den.saturating_mul(k)) < num {
         k += 1;
     }
     k % 2 == 1
@@ -192,8 +203,9 @@ pub fn discrete_laplace(rng: &mut LdpRng, s: u64, t: u64) -> i64 {
     if s == 0 || t == 0 || t > 1 << 53 {
         return 0;
     }
+    let rng = rng.inner();
     loop {
-        let u = uniform_below(rng, t);
+        let u = uniform_below_in(rng, t);
         if !bernoulli_exp_neg_le1(rng, u, t) {
             continue;
         }
