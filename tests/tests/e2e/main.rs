@@ -6,4 +6,5 @@ mod demo;
 mod foundation;
 mod ingest;
 mod models;
+mod round_trip;
 mod tls;
