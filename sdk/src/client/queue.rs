@@ -264,8 +264,12 @@ fn read_log(path: &Path) -> Result<(Option<u64>, Vec<pb::Report>), ClientError> 
 }
 
 /// Replaces the log with a header for batch `seq` and one entry holding `reports`
-/// (the intact entries recovered from a previous log), synced; returns it open for
-/// appending.
+/// (the intact entries recovered from a previous log); returns it open for
+/// appending. Recovered entries are synced before the old log is replaced. An
+/// empty log (the reset after a seal) is not: if it is lost, recovery finds
+/// either the stale log, whose batch file exists so it is discarded, or no
+/// header at all; neither loses nor repeats a report, and one fsync per batch
+/// is saved.
 fn rewrite_log(path: &Path, seq: u64, reports: &[pb::Report]) -> Result<File, ClientError> {
     let mut bytes = seq.to_le_bytes().to_vec();
     if !reports.is_empty() {
@@ -279,7 +283,11 @@ fn rewrite_log(path: &Path, seq: u64, reports: &[pb::Report]) -> Result<File, Cl
         bytes.extend_from_slice(&payload);
     }
     let tmp = path.with_extension("log.tmp");
-    write_synced(&tmp, &bytes)?;
+    if reports.is_empty() {
+        fs::write(&tmp, &bytes).map_err(|e| io(&tmp, e))?;
+    } else {
+        write_synced(&tmp, &bytes)?;
+    }
     fs::rename(&tmp, path).map_err(|e| io(path, e))?;
     OpenOptions::new()
         .append(true)
