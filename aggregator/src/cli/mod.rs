@@ -12,6 +12,7 @@ pub mod connect;
 pub mod demo;
 pub mod estimate;
 pub mod metric;
+pub mod rappor;
 pub mod serve;
 pub mod stats;
 pub mod train;
@@ -50,6 +51,9 @@ pub enum Command {
     Estimate(estimate::Args),
     /// Server counters and per-RPC latency percentiles.
     Stats(stats::Args),
+    /// RAPPOR: decode or ingest reference-format data, or run the word demo.
+    #[command(subcommand)]
+    Rappor(rappor::Command),
     /// Train a model on Adult under local, central (trusted curator) or no DP and
     /// print its test accuracy with the (epsilon, delta) spent.
     Train(train::Args),
@@ -64,6 +68,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Metric(command) => metric::run(command).await,
         Command::Estimate(args) => estimate::run(args).await,
         Command::Stats(args) => stats::run(args).await,
+        Command::Rappor(command) => rappor::run(command).await,
         Command::Train(args) => train::run(args).await,
     }
 }

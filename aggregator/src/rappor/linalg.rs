@@ -30,15 +30,17 @@ impl Gram {
     }
 }
 
-/// Cholesky factor `L L^T = G[cols, cols]` of the columns that are linearly
-/// independent of the ones before them (in the order given).
+/// Cholesky factor `L L^T = G[kept, kept]` of the columns that are linearly
+/// independent of the ones before them (in the order given). Rows of L are
+/// stored by length (row r has r + 1 entries), so a column can be appended in
+/// O(n^2) without refactoring.
 #[derive(Debug, Clone)]
 pub(crate) struct Cholesky {
     /// The kept columns (indices into G), in order.
     pub(crate) kept: Vec<usize>,
     /// Columns skipped because they are (numerically) dependent on earlier ones.
     pub(crate) dropped: Vec<usize>,
-    l: Vec<f64>,
+    rows: Vec<Vec<f64>>,
 }
 
 /// Relative pivot below which a column counts as dependent.
@@ -46,43 +48,38 @@ const PIVOT_TOL: f64 = 1e-10;
 
 impl Cholesky {
     pub(crate) fn new(g: &Gram, cols: &[usize]) -> Self {
-        let cap = cols.len();
-        let mut l = vec![0.0; cap * cap];
-        let mut kept = Vec::with_capacity(cap);
-        let mut dropped = Vec::new();
+        let mut chol = Self {
+            kept: Vec::with_capacity(cols.len()),
+            dropped: Vec::new(),
+            rows: Vec::with_capacity(cols.len()),
+        };
         for &col in cols {
-            let r = kept.len();
-            // Row r of L against the kept columns.
-            for (j, &kj) in kept.iter().enumerate() {
-                let mut s = g.at(col, kj);
-                for t in 0..j {
-                    s -= l[r * cap + t] * l[j * cap + t];
-                }
-                l[r * cap + j] = s / l[j * cap + j];
-            }
-            let diag = g.at(col, col);
-            let d = diag - (0..r).map(|t| l[r * cap + t] * l[r * cap + t]).sum::<f64>();
-            if diag > 0.0 && d > PIVOT_TOL * diag {
-                l[r * cap + r] = d.sqrt();
-                kept.push(col);
-            } else {
-                for t in 0..r {
-                    l[r * cap + t] = 0.0;
-                }
-                dropped.push(col);
+            if !chol.push(g, col) {
+                chol.dropped.push(col);
             }
         }
-        // Compact L to the kept size.
-        let n = kept.len();
-        let mut compact = vec![0.0; n * n];
-        for i in 0..n {
-            compact[i * n..i * n + i + 1].copy_from_slice(&l[i * cap..i * cap + i + 1]);
+        chol
+    }
+
+    /// Appends column `col`; returns `false` (and changes nothing) when it is
+    /// numerically dependent on the kept columns.
+    pub(crate) fn push(&mut self, g: &Gram, col: usize) -> bool {
+        let r = self.kept.len();
+        let mut row = Vec::with_capacity(r + 1);
+        for (j, &kj) in self.kept.iter().enumerate() {
+            let lj = &self.rows[j];
+            let s = g.at(col, kj) - row.iter().zip(lj).map(|(a, b)| a * b).sum::<f64>();
+            row.push(s / lj[j]);
         }
-        Self {
-            kept,
-            dropped,
-            l: compact,
+        let diag = g.at(col, col);
+        let d = diag - row.iter().map(|v| v * v).sum::<f64>();
+        if !(diag > 0.0 && d > PIVOT_TOL * diag) {
+            return false;
         }
+        row.push(d.sqrt());
+        self.rows.push(row);
+        self.kept.push(col);
+        true
     }
 
     fn dim(&self) -> usize {
@@ -94,12 +91,13 @@ impl Cholesky {
         let n = self.dim();
         let mut y: Vec<f64> = self.kept.iter().map(|&c| rhs[c]).collect();
         for i in 0..n {
-            let s = (0..i).map(|t| self.l[i * n + t] * y[t]).sum::<f64>();
-            y[i] = (y[i] - s) / self.l[i * n + i];
+            let row = &self.rows[i];
+            let s = row[..i].iter().zip(&y).map(|(a, b)| a * b).sum::<f64>();
+            y[i] = (y[i] - s) / row[i];
         }
         for i in (0..n).rev() {
-            let s = (i + 1..n).map(|t| self.l[t * n + i] * y[t]).sum::<f64>();
-            y[i] = (y[i] - s) / self.l[i * n + i];
+            let s = (i + 1..n).map(|t| self.rows[t][i] * y[t]).sum::<f64>();
+            y[i] = (y[i] - s) / self.rows[i][i];
         }
         y
     }
@@ -107,15 +105,19 @@ impl Cholesky {
     /// The diagonal of `G[kept, kept]^{-1}`, from the inverse of L.
     pub(crate) fn inverse_diagonal(&self) -> Vec<f64> {
         let n = self.dim();
-        // Column j of L^{-1} by forward substitution; diag(G^-1)_i = sum_j (L^-1)_{j,i}^2.
         let mut diag = vec![0.0; n];
         let mut col = vec![0.0; n];
         for j in 0..n {
-            col.iter_mut().for_each(|v| *v = 0.0);
-            col[j] = 1.0 / self.l[j * n + j];
+            // Column j of L^-1 by forward substitution (entries above j are zero).
+            col[j] = 1.0 / self.rows[j][j];
             for i in j + 1..n {
-                let s = (j..i).map(|t| self.l[i * n + t] * col[t]).sum::<f64>();
-                col[i] = -s / self.l[i * n + i];
+                let row = &self.rows[i];
+                let s = row[j..i]
+                    .iter()
+                    .zip(&col[j..i])
+                    .map(|(a, b)| a * b)
+                    .sum::<f64>();
+                col[i] = -s / row[i];
             }
             // G^-1 = L^-T L^-1, so (G^-1)_{jj} is the squared norm of column j of L^-1.
             diag[j] = col[j..].iter().map(|v| v * v).sum();
@@ -144,25 +146,24 @@ pub(crate) fn nnls(
     let mut passive = vec![false; n];
     let mut excluded: Vec<bool> = allowed.iter().map(|a| !a).collect();
     let mut iterations = 0;
+    // Factor of the passive columns in insertion order; rebuilt after removals.
+    let mut chol = Cholesky::new(g, &[]);
     loop {
         let w = gradient(g, b, &x);
         let next = (0..n)
             .filter(|&j| !passive[j] && !excluded[j] && w[j] > tol_w)
             .max_by(|&i, &j| w[i].total_cmp(&w[j]));
         let Some(t) = next else { break };
+        if !chol.push(g, t) {
+            excluded[t] = true;
+            continue;
+        }
         passive[t] = true;
         let mut first = true;
         loop {
             iterations += 1;
             if iterations > max_iter {
                 return Err(format!("NNLS needed more than {max_iter} iterations"));
-            }
-            let cols: Vec<usize> = (0..n).filter(|&j| passive[j]).collect();
-            let chol = Cholesky::new(g, &cols);
-            for &d in &chol.dropped {
-                passive[d] = false;
-                excluded[d] = true;
-                x[d] = 0.0;
             }
             let z = chol.solve(b);
             if z.iter().all(|&v| v > 0.0) {
@@ -190,7 +191,14 @@ pub(crate) fn nnls(
                 excluded[t] = true;
             }
             first = false;
-            if !passive.iter().any(|&p| p) {
+            let order: Vec<usize> = chol.kept.iter().copied().filter(|&c| passive[c]).collect();
+            chol = Cholesky::new(g, &order);
+            for &d in &chol.dropped {
+                passive[d] = false;
+                excluded[d] = true;
+                x[d] = 0.0;
+            }
+            if chol.kept.is_empty() {
                 break;
             }
         }

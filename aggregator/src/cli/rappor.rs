@@ -1,0 +1,299 @@
+//! `ldp rappor`: RAPPOR data in the reference implementation's formats.
+//!
+//! - `ldp rappor decode --params params.csv (--reports reports.csv | --counts counts.csv)
+//!   --candidates candidates.txt [--map map.csv] [--format table|csv|json]`: decodes
+//!   offline ([`crate::rappor::decode`]); the output columns are those of the
+//!   reference `results.csv` plus `z`.
+//! - `ldp rappor ingest --metric NAME --params params.csv --reports reports.csv`:
+//!   sends the `cohort` and `irr` columns of a reference `reports.csv` to a RAPPOR
+//!   metric of a running server. Batch ids are digests of the batch's rows, so
+//!   running the same ingest twice stores the reports once.
+//! - `ldp rappor demo [--seed N]`: the simulation of [`crate::rappor::demo`].
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use comfy_table::Table;
+use ldp_proto::v1 as pb;
+use ldp_sdk::mechanism::MechanismSpec;
+use ldp_sdk::wire::{self, ReportHeader};
+use sha2::{Digest, Sha256};
+
+use super::Format;
+use super::connect::ConnectArgs;
+use crate::rappor::decode::{DecodeOptions, Decoded, decode, decode_with_map};
+use crate::rappor::demo::{RapporDemoConfig, render_text};
+use crate::rappor::reference;
+
+/// The `ldp rappor` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Decode reference-format RAPPOR reports or counts against candidate strings.
+    Decode(DecodeArgs),
+    /// Send a reference `reports.csv` to a RAPPOR metric of a running server.
+    Ingest(IngestArgs),
+    /// Simulated devices report words with RAPPOR over gRPC; decode and compare with the truth.
+    Demo(DemoArgs),
+}
+
+/// Options of `ldp rappor decode`.
+#[derive(Debug, clap::Args)]
+pub struct DecodeArgs {
+    /// The reference `params.csv` (header `k,h,m,p,q,f`; p = P(1 | PRR 0), q = P(1 | PRR 1)).
+    #[arg(long)]
+    pub params: PathBuf,
+    /// Reports in the reference `reports.csv` format (summed per cohort).
+    #[arg(long, conflicts_with = "counts", required_unless_present = "counts")]
+    pub reports: Option<PathBuf>,
+    /// Per-cohort counts in the reference `counts.csv` format.
+    #[arg(long)]
+    pub counts: Option<PathBuf>,
+    /// Candidate strings, one per line.
+    #[arg(long)]
+    pub candidates: PathBuf,
+    /// A reference `map.csv`; it must equal the candidates' Bloom hashes.
+    #[arg(long)]
+    pub map: Option<PathBuf>,
+    /// Family-wise error rate of the detection test (Bonferroni over candidates).
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+/// Options of `ldp rappor ingest`.
+#[derive(Debug, clap::Args)]
+pub struct IngestArgs {
+    /// Connection.
+    #[command(flatten)]
+    pub conn: ConnectArgs,
+    /// Name of an existing RAPPOR metric whose parameters equal `--params`.
+    #[arg(long)]
+    pub metric: String,
+    /// The reference `params.csv`.
+    #[arg(long)]
+    pub params: PathBuf,
+    /// The reference `reports.csv`.
+    #[arg(long)]
+    pub reports: PathBuf,
+    /// Reports per Submit call.
+    #[arg(long, default_value_t = 5_000)]
+    pub batch_size: usize,
+}
+
+/// Options of `ldp rappor demo` (defaults: the words-small setup).
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Devices to simulate.
+    #[arg(long, default_value_t = 100_000)]
+    pub devices: u64,
+    /// Seed for a reproducible simulation (reports then carry no privacy).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Word list (`word<TAB>frequency`); default `data/words/en_words_top10k.tsv`.
+    #[arg(long)]
+    pub words: Option<PathBuf>,
+    /// Write the outcome as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// Runs `ldp rappor ...`.
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Decode(args) => run_decode(args),
+        Command::Ingest(args) => run_ingest(args).await,
+        Command::Demo(args) => run_demo(args).await,
+    }
+}
+
+fn run_decode(args: DecodeArgs) -> anyhow::Result<()> {
+    let params = reference::read_params(&args.params)?;
+    let counts = match (&args.reports, &args.counts) {
+        (Some(reports), None) => reference::counts_from_reports(reports, params.clone())?,
+        (None, Some(counts)) => reference::read_counts(counts, params.clone())?,
+        _ => bail!("give exactly one of --reports and --counts"),
+    };
+    let candidates = reference::read_candidates(&args.candidates)?;
+    let options = DecodeOptions {
+        alpha: args.alpha,
+        ..DecodeOptions::default()
+    };
+    let started = Instant::now();
+    let decoded = match &args.map {
+        Some(map) => {
+            let map = reference::read_map(map, &params)?;
+            if map.candidates() != candidates.as_slice() {
+                bail!("the map's strings differ from the candidates (order included)");
+            }
+            decode_with_map(&counts, &map, &options)?
+        }
+        None => decode(&counts, &candidates, &options)?,
+    };
+    let elapsed = started.elapsed();
+    print_decoded(&decoded, args.format)?;
+    tracing::info!(seconds = elapsed.as_secs_f64(), "decoded");
+    Ok(())
+}
+
+fn print_decoded(decoded: &Decoded, format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(decoded)?),
+        Format::Csv => {
+            println!(
+                "string,estimate,std_error,proportion,prop_std_error,prop_low_95,prop_high_95,z"
+            );
+            for d in &decoded.detections {
+                println!(
+                    "{},{:.0},{:.0},{},{},{},{},{:.3}",
+                    csv_field(&d.string),
+                    d.estimate,
+                    d.std_error,
+                    d.proportion,
+                    d.prop_std_error,
+                    d.prop_low_95,
+                    d.prop_high_95,
+                    d.z
+                );
+            }
+        }
+        Format::Table => {
+            let mut table = Table::new();
+            table.set_header([
+                "string",
+                "estimate",
+                "std error",
+                "share",
+                "95% interval",
+                "z",
+            ]);
+            for d in &decoded.detections {
+                table.add_row([
+                    d.string.clone(),
+                    format!("{:.0}", d.estimate),
+                    format!("{:.0}", d.std_error),
+                    format!("{:.4}", d.proportion),
+                    format!("[{:.4}, {:.4}]", d.prop_low_95, d.prop_high_95),
+                    format!("{:.1}", d.z),
+                ]);
+            }
+            println!("{table}");
+            println!(
+                "{} reports, {} candidates: {} detected (z > {:.2}, Bonferroni alpha {}), \
+                 allocated mass {:.4}, rest {:.4}, {} aliased candidates",
+                decoded.num_reports,
+                decoded.num_candidates,
+                decoded.detections.len(),
+                decoded.z_threshold,
+                decoded.alpha,
+                decoded.allocated_mass,
+                decoded.background_mass.unwrap_or(f64::NAN),
+                decoded.aliased.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
+    if args.batch_size == 0 {
+        bail!("--batch-size must be > 0");
+    }
+    let params = reference::read_params(&args.params)?;
+    let mut admin = args.conn.admin().await?;
+    let spec = admin
+        .get_metric(pb::GetMetricRequest {
+            name: args.metric.clone(),
+            version: 0,
+        })
+        .await
+        .with_context(|| format!("GetMetric {}", args.metric))?
+        .into_inner();
+    let metric = wire::metric_from_proto(spec)?;
+    let expected = MechanismSpec::Rappor {
+        num_bits: params.num_bits(),
+        num_hashes: params.num_hashes(),
+        num_cohorts: params.num_cohorts(),
+        f: params.f(),
+        p: params.p(),
+        q: params.q(),
+    };
+    if metric.mechanism != expected {
+        bail!(
+            "metric {} has mechanism {:?}, the params file describes {:?}",
+            args.metric,
+            metric.mechanism,
+            expected
+        );
+    }
+    let rows = reference::read_reports(&args.reports, &params)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let header = ReportHeader {
+        metric_id: metric.metric_id,
+        metric_version: metric.version,
+        epoch: metric.epoch_at(now),
+    };
+    let mut collector = args.conn.collector().await?;
+    let (mut accepted, mut duplicates) = (0u64, 0u64);
+    for chunk in rows.chunks(args.batch_size) {
+        // The batch id is a digest of the metric and the batch's content:
+        // re-running the same ingest is idempotent.
+        let mut digest = Sha256::new();
+        digest.update(header.metric_id.to_be_bytes());
+        digest.update(header.metric_version.to_be_bytes());
+        digest.update(header.epoch.to_be_bytes());
+        let mut reports = Vec::with_capacity(chunk.len());
+        for row in chunk {
+            digest.update(row.client.as_bytes());
+            digest.update([0]);
+            reports.push(wire::report_to_proto(header, &row.report)?);
+            if let ldp_sdk::mechanism::Report::Rappor { cohort, bits } = &row.report {
+                digest.update(cohort.to_be_bytes());
+                digest.update(bits);
+            }
+        }
+        let response = collector
+            .submit(pb::SubmitRequest {
+                batch_id: digest.finalize().to_vec(),
+                reports,
+            })
+            .await
+            .context("Submit")?
+            .into_inner();
+        accepted += u64::from(response.accepted);
+        duplicates += u64::from(response.duplicate);
+    }
+    println!(
+        "{} reports read, {accepted} accepted, {duplicates} batches already stored",
+        rows.len()
+    );
+    Ok(())
+}
+
+async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
+    let mut config = RapporDemoConfig::new(&crate::dataset::adult::repo_root());
+    config.devices = args.devices;
+    config.seed = args.seed;
+    if let Some(words) = args.words {
+        config.words = words;
+    }
+    let outcome = crate::rappor::demo::run(config).await?;
+    print!("{}", render_text(&outcome));
+    if let Some(path) = args.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&outcome)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
