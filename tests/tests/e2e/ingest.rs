@@ -307,3 +307,72 @@ async fn bad_input_matrix_gets_its_codes_and_changes_nothing() -> anyhow::Result
     assert_eq!(status.code(), Code::InvalidArgument);
     server.stop().await
 }
+
+#[tokio::test]
+async fn epochs_are_validated_pooled_on_request_and_closed() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start(dir.path()).await?;
+    let spec = server
+        .create_metric(&grr_spec("ep.grr").with_epoch_seconds(3600))
+        .await?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let current = spec.epoch_at(i64::try_from(now.as_secs())?);
+    let mut rng = LdpRng::seeded_for_simulation(11);
+    let mut collector = server.collector().await?;
+    // The current epoch and the next one (clock skew) are accepted.
+    for (k, epoch) in [current, current + 1].into_iter().enumerate() {
+        let reports = encode_indices(&spec, &[0, 1, 2, 3][..(k + 2)], epoch, &mut rng)?;
+        collector
+            .submit(pb::SubmitRequest {
+                batch_id: batch_id(k as u64),
+                reports,
+            })
+            .await?;
+    }
+    // Two epochs ahead, or before the metric existed, is not plausible.
+    for (k, epoch) in [current + 2, current - 1].into_iter().enumerate() {
+        let reports = encode_indices(&spec, &[0], epoch, &mut rng)?;
+        let err = collector
+            .submit(pb::SubmitRequest {
+                batch_id: batch_id(10 + k as u64),
+                reports,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "epoch {epoch}");
+    }
+    let analytics = server.analytics().await?;
+    let estimate = |epochs: Vec<u64>| {
+        let request = pb::EstimateRequest {
+            metric: "ep.grr".into(),
+            epochs,
+            ..Default::default()
+        };
+        let mut client = analytics.clone();
+        async move { client.estimate_frequencies(request).await }
+    };
+    let all = estimate(vec![]).await?.into_inner();
+    assert_eq!((all.reports, all.epochs), (5, vec![current, current + 1]));
+    let one = estimate(vec![current + 1]).await?.into_inner();
+    assert_eq!((one.reports, one.epochs), (3, vec![current + 1]));
+
+    server
+        .admin()
+        .await?
+        .close_epoch(pb::CloseEpochRequest {
+            metric: "ep.grr".into(),
+            epoch: current,
+        })
+        .await?;
+    let reports = encode_indices(&spec, &[1], current, &mut rng)?;
+    let err = collector
+        .submit(pb::SubmitRequest {
+            batch_id: batch_id(20),
+            reports,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(estimate(vec![]).await?.into_inner().reports, 5);
+    server.stop().await
+}
