@@ -19,6 +19,8 @@
 //! ```
 
 pub mod budget;
+#[cfg(feature = "grpc")]
+pub mod client;
 mod epsilon;
 mod error;
 pub mod estimate;
@@ -28,12 +30,10 @@ pub mod metric;
 mod rng;
 pub mod schema;
 #[cfg(feature = "grpc")]
-pub mod client;
-#[cfg(feature = "grpc")]
 pub mod wire;
 
+#[cfg(feature = "grpc")]
+pub use client::Client;
 pub use epsilon::Epsilon;
 pub use error::{Error, Result};
 pub use rng::LdpRng;
-#[cfg(feature = "grpc")]
-pub use client::Client;
