@@ -12,6 +12,7 @@
 use ldp_proto::v1 as pb;
 use ldp_sdk::estimate::{Estimate, Stats, norm_sub};
 
+use crate::accountant::report::MetricPrivacy;
 use crate::error::ServiceError;
 use crate::registry::Published;
 
@@ -32,13 +33,20 @@ pub fn confidence(requested: f64) -> Result<f64, ServiceError> {
     }
 }
 
-/// The local-DP guarantee of a metric's reports. The server does not know how
-/// many reports a device sent per epoch, so `reports_per_device` is 0 (unknown).
+/// The local-DP guarantee of a metric's reports. `epsilon_lifetime` is the
+/// eps_inf of memoized reports from [`MetricPrivacy::of`] (RAPPOR's PRR bound,
+/// or the memoized response's epsilon), 0 when reports are not memoized. The
+/// server does not know how many reports a device sent per epoch, so
+/// `reports_per_device` is 0 (unknown).
 pub fn guarantee(metric: &Published) -> pb::Guarantee {
-    let eps = metric.spec.epsilon.get();
+    let local = MetricPrivacy::of(&metric.spec, None);
     pb::Guarantee {
-        epsilon_per_report: eps,
-        epsilon_lifetime: if metric.spec.memoize { eps } else { 0.0 },
+        epsilon_per_report: local.epsilon_per_report,
+        epsilon_lifetime: if local.memoized {
+            local.eps_inf.unwrap_or(0.0)
+        } else {
+            0.0
+        },
         reports_per_device: 0,
         central_epsilon: 0.0,
         central_delta: 0.0,

@@ -196,6 +196,18 @@ pub struct PrivacyLedger {
 }
 
 impl PrivacyLedger {
+    /// Rebuilds a ledger from stored budgets and releases (in recording order)
+    /// without re-checking them: the store only ever writes states that
+    /// [`PrivacyLedger::set_budget`] and [`PrivacyLedger::record`] admitted.
+    pub fn restore(budgets: BTreeMap<String, Budget>, releases: Vec<Release>) -> Self {
+        Self { budgets, releases }
+    }
+
+    /// Every release, in recording order.
+    pub fn all_releases(&self) -> &[Release] {
+        &self.releases
+    }
+
     /// Sets (or changes) a data set's budget. Refused if what is already spent
     /// exceeds the new budget.
     pub fn set_budget(&mut self, dataset: &str, budget: Budget) -> Result<()> {

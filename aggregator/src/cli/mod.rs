@@ -8,10 +8,12 @@
 //! `Subcommand` enum) and an `async fn run(args) -> anyhow::Result<()>`, then add
 //! one `mod` line, one [`Command`] variant and one `run` arm below.
 
+pub mod budget;
 pub mod connect;
 pub mod demo;
 pub mod estimate;
 pub mod metric;
+pub mod privacy_report;
 pub mod rappor;
 pub mod serve;
 pub mod stats;
@@ -57,6 +59,11 @@ pub enum Command {
     /// Train a model on Adult under local, central (trusted curator) or no DP and
     /// print its test accuracy with the (epsilon, delta) spent.
     Train(train::Args),
+    /// Central privacy budgets: show spend per data set, set a budget.
+    #[command(subcommand)]
+    Budget(budget::Command),
+    /// Write the auditor's privacy report (JSON and HTML) from the database.
+    PrivacyReport(privacy_report::Args),
     // Subcommands of other modules (demo, rappor, train, budget, privacy-report) go here.
 }
 
@@ -70,6 +77,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stats(args) => stats::run(args).await,
         Command::Rappor(command) => rappor::run(command).await,
         Command::Train(args) => train::run(args).await,
+        Command::Budget(command) => budget::run(command).await,
+        Command::PrivacyReport(args) => privacy_report::run(args).await,
     }
 }
 

@@ -100,4 +100,31 @@ impl pb::admin_server::Admin for Admin {
     ) -> Result<Response<pb::GetStatsResponse>, Status> {
         Ok(Response::new(self.state.telemetry.snapshot()))
     }
+
+    async fn set_dataset_budget(
+        &self,
+        request: Request<pb::SetDatasetBudgetRequest>,
+    ) -> Result<Response<pb::DatasetBudget>, Status> {
+        Ok(Response::new(
+            super::budget::set_dataset_budget(&self.state, request.into_inner()).await?,
+        ))
+    }
+
+    async fn set_device_budget(
+        &self,
+        request: Request<pb::SetDeviceBudgetRequest>,
+    ) -> Result<Response<pb::SetDeviceBudgetResponse>, Status> {
+        Ok(Response::new(
+            super::budget::set_device_budget(&self.state, request.into_inner()).await?,
+        ))
+    }
+
+    async fn record_release(
+        &self,
+        request: Request<pb::RecordReleaseRequest>,
+    ) -> Result<Response<pb::DatasetBudget>, Status> {
+        Ok(Response::new(
+            super::budget::record_release_rpc(&self.state, request.into_inner()).await?,
+        ))
+    }
 }

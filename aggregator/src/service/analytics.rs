@@ -64,4 +64,13 @@ impl pb::analytics_server::Analytics for Analytics {
             &metric, &stats, epochs, confidence,
         )?))
     }
+
+    async fn budget(
+        &self,
+        request: Request<pb::BudgetRequest>,
+    ) -> Result<Response<pb::BudgetResponse>, Status> {
+        Ok(Response::new(
+            super::budget::budget(&self.state, request.into_inner()).await?,
+        ))
+    }
 }

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod analytics;
 pub mod auth;
+pub mod budget;
 pub mod collector;
 pub mod observe;
 

@@ -18,6 +18,7 @@
 //!
 //! All SQL of the aggregator lives under this module.
 
+pub mod ledger;
 pub mod sqlite;
 
 use std::future::Future;
@@ -72,8 +73,9 @@ pub struct BatchDelta {
     pub raw: Option<Vec<u8>>,
 }
 
-/// Storage behind the aggregator. Implementations are shared between tasks.
-pub trait Store: Send + Sync + 'static {
+/// Storage behind the aggregator. Implementations are shared between tasks; the
+/// privacy ledger's storage is the supertrait [`ledger::LedgerStore`].
+pub trait Store: ledger::LedgerStore + Send + Sync + 'static {
     /// Every stored metric version, ordered by (metric_id, version).
     fn load_metrics(&self) -> StoreFuture<'_, Vec<MetricSpec>>;
 

@@ -21,6 +21,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
+mod ledger;
+
 use super::{BatchDelta, StatsKey, Store, StoreError, StoreFuture, from_i64, to_i64};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -2,6 +2,7 @@
 //! own in-process server on an ephemeral loopback port with its own temporary
 //! directory and talks to it over real gRPC.
 
+mod budget;
 mod demo;
 mod foundation;
 mod ingest;

@@ -1,0 +1,273 @@
+//! [`LedgerStore`] on SQLite: the tables of migration `0002_privacy_ledger`.
+//!
+//! Writes load the whole ledger inside a `BEGIN IMMEDIATE` transaction, let
+//! [`PrivacyLedger`] decide, and write only what it admitted, so the check and
+//! the write see the same state. Central releases are rare (a handful per data
+//! set), so loading them all per write is cheap.
+
+use std::collections::BTreeMap;
+
+use ldp_sdk::budget::BudgetPolicy;
+use sqlx::{Row, SqliteConnection};
+
+use super::SqliteStore;
+use crate::accountant::ledger::{Budget, PrivacyLedger, Release};
+use crate::store::ledger::{LedgerOutcome, LedgerStore};
+use crate::store::{StoreError, StoreFuture, from_i64, to_i64};
+
+/// Reads every budget and release.
+async fn load(conn: &mut SqliteConnection) -> Result<PrivacyLedger, StoreError> {
+    let mut budgets = BTreeMap::new();
+    for row in sqlx::query("SELECT dataset, epsilon, delta FROM dataset_budgets")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let (epsilon, delta) = (row.try_get("epsilon")?, row.try_get("delta")?);
+        let budget = Budget::new(epsilon, delta)
+            .map_err(|e| StoreError::Corrupt(format!("dataset budget: {e}")))?;
+        budgets.insert(row.try_get("dataset")?, budget);
+    }
+    let rows: Vec<String> = sqlx::query_scalar("SELECT release FROM central_releases ORDER BY seq")
+        .fetch_all(&mut *conn)
+        .await?;
+    let releases = rows
+        .iter()
+        .map(|json| {
+            serde_json::from_str::<Release>(json)
+                .map_err(|e| StoreError::Corrupt(format!("central release: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(PrivacyLedger::restore(budgets, releases))
+}
+
+impl SqliteStore {
+    async fn set_dataset_budget_impl(
+        &self,
+        dataset: &str,
+        budget: Budget,
+        now: i64,
+    ) -> Result<LedgerOutcome, StoreError> {
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        let mut ledger = load(&mut tx).await?;
+        if let Err(refused) = ledger.set_budget(dataset, budget) {
+            return Ok(Err(refused));
+        }
+        sqlx::query(
+            "INSERT INTO dataset_budgets (dataset, epsilon, delta, updated_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (dataset) DO UPDATE SET epsilon = excluded.epsilon, \
+             delta = excluded.delta, updated_at = excluded.updated_at",
+        )
+        .bind(dataset)
+        .bind(budget.epsilon)
+        .bind(budget.delta)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(ledger.spent(dataset, budget.delta))
+    }
+
+    async fn record_release_impl(
+        &self,
+        release: &Release,
+        now: i64,
+    ) -> Result<LedgerOutcome, StoreError> {
+        let json =
+            serde_json::to_string(release).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        let mut ledger = load(&mut tx).await?;
+        let known = ledger.all_releases().iter().any(|r| r.id == release.id);
+        let spent = match ledger.record(release.clone()) {
+            Ok(spent) => spent,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        if !known {
+            sqlx::query(
+                "INSERT INTO central_releases (release_id, dataset, release, recorded_at) \
+                 VALUES (?, ?, ?, ?)",
+            )
+            .bind(&release.id)
+            .bind(&release.dataset)
+            .bind(json)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(Ok(spent))
+    }
+}
+
+impl LedgerStore for SqliteStore {
+    fn load_ledger(&self) -> StoreFuture<'_, PrivacyLedger> {
+        Box::pin(async move {
+            // One read transaction: budgets and releases from the same snapshot.
+            let mut tx = self.read.begin().await?;
+            let ledger = load(&mut tx).await?;
+            tx.commit().await?;
+            Ok(ledger)
+        })
+    }
+
+    fn set_dataset_budget<'a>(
+        &'a self,
+        dataset: &'a str,
+        budget: Budget,
+        now: i64,
+    ) -> StoreFuture<'a, LedgerOutcome> {
+        Box::pin(self.set_dataset_budget_impl(dataset, budget, now))
+    }
+
+    fn record_release<'a>(
+        &'a self,
+        release: &'a Release,
+        now: i64,
+    ) -> StoreFuture<'a, LedgerOutcome> {
+        Box::pin(self.record_release_impl(release, now))
+    }
+
+    fn set_device_budget<'a>(
+        &'a self,
+        metric: &'a str,
+        policy: BudgetPolicy,
+        now: i64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO device_budgets \
+                 (metric, window_epsilon, window_seconds, lifetime_epsilon, updated_at) \
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (metric) DO UPDATE SET \
+                 window_epsilon = excluded.window_epsilon, \
+                 window_seconds = excluded.window_seconds, \
+                 lifetime_epsilon = excluded.lifetime_epsilon, updated_at = excluded.updated_at",
+            )
+            .bind(metric)
+            .bind(policy.window_epsilon)
+            .bind(to_i64(policy.window_seconds, "window_seconds")?)
+            .bind(policy.lifetime_epsilon)
+            .bind(now)
+            .execute(&self.write)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn device_budgets(&self) -> StoreFuture<'_, Vec<(String, BudgetPolicy)>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT metric, window_epsilon, window_seconds, lifetime_epsilon \
+                 FROM device_budgets ORDER BY metric",
+            )
+            .fetch_all(&self.read)
+            .await?;
+            rows.into_iter()
+                .map(|row| {
+                    let policy = BudgetPolicy::new(
+                        row.try_get("window_epsilon")?,
+                        from_i64(row.try_get("window_seconds")?, "window_seconds")?,
+                        row.try_get("lifetime_epsilon")?,
+                    )
+                    .map_err(|e| StoreError::Corrupt(format!("device budget: {e}")))?;
+                    Ok((row.try_get("metric")?, policy))
+                })
+                .collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::accountant::AccountantError;
+    use crate::accountant::rdp::SubsampledGaussian;
+    use crate::store::Store;
+
+    fn pure(id: &str, eps: f64) -> Release {
+        Release::pure(
+            id,
+            "adult",
+            "laplace_counts",
+            eps,
+            json!({"scale": 1.0 / eps}),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn refused_release_changes_nothing_and_reopen_keeps_the_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let refused = store.record_release(&pure("a", 0.5), 1).await.unwrap();
+        assert!(matches!(refused, Err(AccountantError::NoBudget(_))));
+        let budget = Budget::new(1.0, 1e-5).unwrap();
+        store
+            .set_dataset_budget("adult", budget, 1)
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .record_release(&pure("a", 0.5), 2)
+            .await
+            .unwrap()
+            .unwrap();
+        let mech = SubsampledGaussian::new(20.0, 0.01).unwrap();
+        let sgd =
+            Release::subsampled_gaussian("sgd", "adult", "dp_sgd", mech, 100, 1e-5, json!({}))
+                .unwrap();
+        store.record_release(&sgd, 3).await.unwrap().unwrap();
+        let before = store.load_ledger().await.unwrap();
+        // Too much: refused, nothing written.
+        let over = store.record_release(&pure("b", 0.6), 4).await.unwrap();
+        assert!(
+            matches!(over, Err(AccountantError::BudgetExceeded { .. })),
+            "{over:?}"
+        );
+        // Same id again: idempotent; same id with other parameters: refused.
+        store
+            .record_release(&pure("a", 0.5), 5)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            store
+                .record_release(&pure("a", 0.4), 5)
+                .await
+                .unwrap()
+                .is_err()
+        );
+        // Lowering the budget below the spend: refused.
+        let low = Budget::new(0.4, 1e-5).unwrap();
+        assert!(
+            store
+                .set_dataset_budget("adult", low, 6)
+                .await
+                .unwrap()
+                .is_err()
+        );
+        assert_eq!(store.load_ledger().await.unwrap(), before);
+        store.close().await.unwrap();
+
+        let reopened = SqliteStore::open(&path).await.unwrap();
+        let after = reopened.load_ledger().await.unwrap();
+        assert_eq!(after, before, "the ledger changed across a reopen");
+        assert_eq!(after.releases("adult").count(), 2);
+        assert_eq!(after.budget("adult"), Some(budget));
+    }
+
+    #[tokio::test]
+    async fn device_budgets_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("d.db")).await.unwrap();
+        let p = BudgetPolicy::new(2.0, 86_400, 20.0).unwrap();
+        store.set_device_budget("color", p, 1).await.unwrap();
+        let q = BudgetPolicy::new(1.0, 3_600, 10.0).unwrap();
+        store.set_device_budget("color", q, 2).await.unwrap();
+        assert_eq!(
+            store.device_budgets().await.unwrap(),
+            vec![("color".to_owned(), q)]
+        );
+    }
+}
