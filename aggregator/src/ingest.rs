@@ -171,18 +171,20 @@ impl Ingest {
         let registry = self.registry.read();
         let closed = self.closed.read();
         let mut deltas: Vec<(StatsKey, Stats)> = Vec::with_capacity(1);
+        let mut last = None;
         for (i, report) in request.reports.into_iter().enumerate() {
             let bad = |why: String| ServiceError::InvalidArgument(format!("report {i}: {why}"));
             let (header, report) =
                 wire::report_from_proto(report).map_err(|e| bad(e.to_string()))?;
-            let published = registry
-                .get(header.metric_id, header.metric_version)
-                .ok_or_else(|| {
-                    bad(format!(
-                        "unknown metric id {} version {}",
-                        header.metric_id, header.metric_version
-                    ))
-                })?;
+            // Batches usually hold one metric: skip the map lookup on repeats.
+            let id = (header.metric_id, header.metric_version);
+            let published = match last {
+                Some((last_id, p)) if last_id == id => p,
+                _ => registry
+                    .get(id.0, id.1)
+                    .ok_or_else(|| bad(format!("unknown metric id {} version {}", id.0, id.1)))?,
+            };
+            last = Some((id, published));
             let spec = &published.spec;
             if closed.contains(&(header.metric_id, header.epoch)) {
                 return Err(ServiceError::FailedPrecondition(format!(
