@@ -13,6 +13,11 @@
 //!   another, up to 4 standard errors of the difference;
 //! - floating-point-safe Laplace: the low-order bits of the output do not depend
 //!   on the input.
+//!
+//! Compiled only with optimizations (`#![cfg(not(debug_assertions))]`): in a debug
+//! build these repetitions take many minutes, so CI runs them as their own release
+//! step (`.ci/run`).
+#![cfg(not(debug_assertions))]
 
 use std::collections::HashMap;
 use std::hash::Hash;
