@@ -14,12 +14,17 @@
 //!   central`) *before* publishing it (`Admin.RecordRelease`); a refusal means
 //!   the release must not be published.
 
+use anyhow::Context;
 use comfy_table::Table;
 use ldp_proto::v1 as pb;
 use serde_json::json;
 
 use super::Format;
 use super::connect::ConnectArgs;
+use crate::accountant::rdp;
+use crate::model::dpsgd;
+use crate::model::features::NbAttribute;
+use crate::model::noise::DiscreteLaplace;
 
 /// The `ldp budget` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -185,22 +190,107 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                     "give --epsilon, or --noise-multiplier, --sample-rate and --steps"
                 ),
             };
-            let after = conn
-                .admin()
-                .await?
-                .record_release(pb::RecordReleaseRequest {
-                    id,
-                    dataset,
-                    mechanism,
-                    parameters_json: parameters,
-                    accounting: Some(accounting),
-                })
-                .await?
-                .into_inner();
+            let request = pb::RecordReleaseRequest {
+                id,
+                dataset,
+                mechanism,
+                parameters_json: parameters,
+                accounting: Some(accounting),
+            };
+            let after = record(&conn, request).await?;
             print(&[after], Format::Table);
         }
     }
     Ok(())
+}
+
+/// The ledger entry of central Naive Bayes (`ldp train --model nb --privacy
+/// central`): discrete Laplace counts over every Adult attribute, at the
+/// epsilon the sampler actually implements ([`DiscreteLaplace::for_counts`]).
+/// Record it with [`record`] *before* training; publish only if it is admitted.
+pub fn central_nb_release(
+    id: &str,
+    dataset: &str,
+    epsilon: f64,
+) -> anyhow::Result<pb::RecordReleaseRequest> {
+    let attributes = u32::try_from(NbAttribute::all().len())?;
+    let lap = DiscreteLaplace::for_counts(attributes, epsilon)?;
+    Ok(pb::RecordReleaseRequest {
+        id: id.into(),
+        dataset: dataset.into(),
+        mechanism: "laplace_counts".into(),
+        parameters_json: json!({
+            "model": "naive_bayes",
+            "noise": "discrete_laplace",
+            "sensitivity": attributes,
+            "scale": lap.scale(),
+        })
+        .to_string(),
+        accounting: Some(pb::record_release_request::Accounting::Pure(
+            pb::PureRelease {
+                epsilon: lap.epsilon(attributes),
+            },
+        )),
+    })
+}
+
+/// The ledger entry of DP-SGD (`ldp train --model logreg --privacy central`):
+/// the noise multiplier [`dpsgd::train`] will use, from the same RDP noise
+/// search, with the sampling rate and step count of `params`. Record it with
+/// [`record`] *before* training; publish only if it is admitted.
+pub fn dp_sgd_release(
+    id: &str,
+    dataset: &str,
+    params: &dpsgd::Params,
+    epsilon: f64,
+    delta: f64,
+) -> anyhow::Result<pb::RecordReleaseRequest> {
+    let steps = params.steps();
+    let sigma = rdp::noise_multiplier_for_target(
+        epsilon,
+        delta,
+        params.sample_rate,
+        steps,
+        &rdp::default_orders(),
+    )?
+    .noise_multiplier;
+    Ok(pb::RecordReleaseRequest {
+        id: id.into(),
+        dataset: dataset.into(),
+        mechanism: "dp_sgd".into(),
+        parameters_json: json!({
+            "model": "logistic_regression",
+            "clip_norm": params.clip_norm,
+            "epochs": params.epochs,
+            "lr": params.lr,
+            "target_epsilon": epsilon,
+        })
+        .to_string(),
+        accounting: Some(pb::record_release_request::Accounting::SubsampledGaussian(
+            pb::SubsampledGaussianRelease {
+                noise_multiplier: sigma,
+                sample_rate: params.sample_rate,
+                steps,
+                delta,
+            },
+        )),
+    })
+}
+
+/// Records a central release through `Admin.RecordRelease`; an error (e.g.
+/// `FAILED_PRECONDITION`, over budget) means it must not be published.
+pub async fn record(
+    conn: &ConnectArgs,
+    request: pb::RecordReleaseRequest,
+) -> anyhow::Result<pb::DatasetBudget> {
+    let id = request.id.clone();
+    Ok(conn
+        .admin()
+        .await?
+        .record_release(request)
+        .await
+        .with_context(|| format!("recording release {id:?}"))?
+        .into_inner())
 }
 
 fn spent_text(d: &pb::DatasetBudget) -> String {
@@ -307,4 +397,26 @@ fn to_json(d: &pb::DatasetBudget) -> serde_json::Value {
                 .unwrap_or(serde_json::Value::String(r.parameters_json.clone())),
         })).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::budget::release_from_proto;
+
+    /// The recorded DP-SGD release is accounted at no more than the target
+    /// epsilon (the noise search never undershoots sigma), and central NB at
+    /// the epsilon the sampler implements, never above the requested one.
+    #[test]
+    fn training_releases_account_at_most_the_target() {
+        let params = dpsgd::Params::default();
+        let sgd =
+            release_from_proto(dp_sgd_release("s", "adult", &params, 1.0, 1e-5).unwrap()).unwrap();
+        assert!(sgd.guarantee.epsilon <= 1.0 && sgd.guarantee.epsilon > 0.99);
+        assert_eq!(sgd.guarantee.delta, 1e-5);
+        assert_eq!(sgd.parameters["steps"], params.steps());
+        let nb = release_from_proto(central_nb_release("n", "adult", 0.3).unwrap()).unwrap();
+        assert!(nb.guarantee.epsilon <= 0.3 && nb.guarantee.epsilon > 0.3 - 1e-5);
+        assert_eq!(nb.guarantee.delta, 0.0);
+    }
 }
