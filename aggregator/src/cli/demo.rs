@@ -3,7 +3,8 @@
 //! With no arguments: an in-process aggregator, every record of
 //! `data/adult/adult.data.csv` as one device, epsilon 1 per report, automatic
 //! mechanisms, OS randomness; prints every estimate against the truth and writes
-//! `ldp-demo-report.html`. `ldp demo models` runs [`crate::model::demo`].
+//! `ldp-demo-report.html`. `ldp demo models` runs [`crate::model::demo`], `ldp demo
+//! rappor` runs [`crate::rappor::demo`] (as `ldp rappor demo` does).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -15,8 +16,8 @@ use crate::demo::{self, DemoConfig, Target, mechanisms};
 use crate::report::Report;
 use crate::service::auth::Token;
 
-/// `ldp demo [models]`: with no subcommand, the Adult census demo.
-#[derive(Debug, Clone, clap::Args)]
+/// `ldp demo [models|rappor]`: with no subcommand, the Adult census demo.
+#[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
     /// Another demo instead of the Adult census one.
@@ -28,11 +29,14 @@ pub struct Args {
 }
 
 /// The other demos.
-#[derive(Debug, Clone, clap::Subcommand)]
+#[derive(Debug, clap::Subcommand)]
 pub enum Demo {
     /// Every model under no, central and local DP on Adult, for several epsilons:
     /// test accuracy and the (epsilon, delta) spent.
     Models(ModelsArgs),
+    /// Simulated devices report words with RAPPOR over gRPC; decode and compare
+    /// with the truth (the same as `ldp rappor demo`).
+    Rappor(super::rappor::DemoArgs),
 }
 
 /// Options of `ldp demo models`.
@@ -98,6 +102,9 @@ pub struct AdultArgs {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Some(Demo::Models(models)) => run_models(models).await,
+        Some(Demo::Rappor(rappor)) => {
+            super::rappor::run(super::rappor::Command::Demo(rappor)).await
+        }
         None => run_adult(args.adult).await,
     }
 }
