@@ -166,6 +166,11 @@ async fn kill_9_during_submits_loses_and_doubles_nothing() -> anyhow::Result<()>
     let acked = acked.lock().await.clone();
     let in_flight = in_flight.lock().await.clone();
     assert!(!acked.is_empty());
+    eprintln!(
+        "killed with {} batches acknowledged and {} in flight",
+        acked.len(),
+        in_flight.len()
+    );
 
     let server = spawn_server(dir.path())?;
     let after_crash = estimate(&server.url).await?.reports;
