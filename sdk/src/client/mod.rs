@@ -31,7 +31,11 @@
 //!
 //! # Privacy
 //! Each report has its attribute's epsilon; a record costs the sum over the
-//! attributes reported (see [`crate::schema`]). [`Client::connect`] draws all
+//! attributes reported (see [`crate::schema`]). With a
+//! [`ClientConfig::device_ledger`], that cost is debited from the device's
+//! [`DeviceLedger`] (one all-or-nothing durable write per record, every report
+//! at its full epsilon, memoized or not) *before* the reports enter the queue;
+//! a refused debit is [`ClientError::Budget`] and queues nothing. [`Client::connect`] draws all
 //! randomness from [`LdpRng::from_os`]; [`Client::connect_with_rng`] exists for
 //! simulations with [`LdpRng::seeded_for_simulation`].
 //!
@@ -61,10 +65,11 @@ use tokio::task::JoinHandle;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::LdpRng;
+use crate::budget::DeviceLedger;
 use crate::metric::MetricSpec;
 use crate::schema::{Clamped, EncodedRecord, Record, Schema, SchemaError, Value};
 use crate::wire::{self, ReportHeader};
+use crate::{Epsilon, LdpRng};
 use queue::Queue;
 
 /// Largest gRPC message the client encodes or decodes.
@@ -123,6 +128,11 @@ pub enum ClientError {
     /// The background sender stopped (the runtime is shutting down).
     #[error("the client's sender task has stopped")]
     Stopped,
+    /// The device ledger refused the record's debit (typically
+    /// [`crate::Error::BudgetExhausted`], or a metric without a registered
+    /// budget) or could not persist it; none of the record's reports were queued.
+    #[error("device privacy budget: {0}")]
+    Budget(crate::Error),
 }
 
 /// Exponential backoff with jitter: before retry `n` (0-based) the client waits a
@@ -183,6 +193,10 @@ pub struct ClientConfig {
     /// How long [`Client::flush`] waits for acknowledgements before reporting
     /// [`ClientError::Pending`] (the batches stay queued either way).
     pub flush_timeout: Duration,
+    /// The device's privacy-budget ledger: when set, every record's reports are
+    /// debited (durably) before they are queued, and a refused debit queues
+    /// nothing. Every metric of the schema needs a registered budget.
+    pub device_ledger: Option<Arc<DeviceLedger>>,
 }
 
 impl ClientConfig {
@@ -197,7 +211,15 @@ impl ClientConfig {
             retry: RetryPolicy::default(),
             request_timeout: Duration::from_secs(10),
             flush_timeout: Duration::from_secs(60),
+            device_ledger: None,
         }
+    }
+
+    /// Debits every record from `ledger` before queueing it (see
+    /// [`ClientConfig::device_ledger`]).
+    pub fn with_device_ledger(mut self, ledger: Arc<DeviceLedger>) -> Self {
+        self.device_ledger = Some(ledger);
+        self
     }
 }
 
@@ -406,6 +428,23 @@ impl Client {
             reports.push(wire::report_to_proto(header, &r.report)?);
         }
         let n = reports.len();
+        if let Some(ledger) = &self.shared.config.device_ledger {
+            // Durable before the reports can reach the queue (and the network);
+            // a crash between the debit and the append loses budget, never
+            // privacy.
+            let debits: Vec<(&str, Epsilon)> = encoded
+                .reports
+                .iter()
+                .map(|r| {
+                    let spec = &self.shared.metrics[r.attribute];
+                    (spec.name.as_str(), spec.epsilon)
+                })
+                .collect();
+            let now = u64::try_from(unix_now()).unwrap_or(0);
+            ledger
+                .debit_all(&debits, now)
+                .map_err(ClientError::Budget)?;
+        }
         let sealed = {
             let mut outbox = lock(&self.shared.outbox);
             outbox.queue.append(reports)?;

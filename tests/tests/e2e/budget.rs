@@ -221,3 +221,62 @@ async fn budget_refuses_overspend_survives_restart_and_feeds_the_report() -> any
     assert!(html.contains("dp_sgd") && html.contains("shade") && html.contains("86400"));
     Ok(())
 }
+
+/// A client with a device ledger debits every record durably before queueing
+/// it: once the lifetime budget is spent, `record` is `ClientError::Budget`
+/// (wrapping `BudgetExhausted`) and queues nothing, so the server stores only
+/// the reports that were paid for; a reopened ledger still refuses.
+#[tokio::test]
+async fn client_debits_the_device_ledger_before_queueing() -> anyhow::Result<()> {
+    use std::sync::Arc;
+
+    use ldp_sdk::budget::{BudgetPolicy, DeviceLedger};
+    use ldp_sdk::client::{ClientConfig, ClientError};
+    use ldp_sdk::schema::{Attribute, Record, Schema};
+
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start(dir.path()).await?;
+    let schema = || -> anyhow::Result<Schema> {
+        Ok(Schema::new(vec![Attribute::categorical(
+            "color",
+            ["red", "green", "blue"],
+            "app.color",
+            MechanismSpec::Grr { domain_size: 3 },
+            Epsilon::new(0.5)?,
+        )?])?)
+    };
+    server.create_metric(&schema()?.metrics()[0]).await?;
+    let ledger_path = dir.path().join("device-ledger.json");
+    let ledger = Arc::new(DeviceLedger::open(&ledger_path)?);
+    // Two records of 0.5 fit the lifetime budget of 1.0; the third does not.
+    ledger.register("app.color", BudgetPolicy::new(1.0, 86_400, 1.0)?)?;
+    let config = ClientConfig::new(server.url.clone(), dir.path().join("queue"))
+        .with_device_ledger(Arc::clone(&ledger));
+    let client =
+        ldp_sdk::Client::connect_with_rng(config, schema()?, LdpRng::seeded_for_simulation(3))
+            .await?;
+    let record = Record::new().with("color", "green");
+    client.record(&record)?;
+    client.record(&record)?;
+    let refused = client.record(&record).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            ClientError::Budget(ldp_sdk::Error::BudgetExhausted(_))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(client.stats().records, 2);
+    client.flush().await?;
+    client.close().await?;
+    assert_eq!(server.frequencies("app.color").await?.reports, 2);
+
+    // The debits were durable: a reopened ledger still has nothing left.
+    drop(ledger);
+    let reopened = DeviceLedger::open(&ledger_path)?;
+    let err = reopened
+        .debit("app.color", Epsilon::new(0.1)?, u64::MAX / 2)
+        .unwrap_err();
+    assert!(matches!(err, ldp_sdk::Error::BudgetExhausted(_)), "{err:?}");
+    server.stop().await
+}
