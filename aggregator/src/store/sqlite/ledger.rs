@@ -257,6 +257,46 @@ mod tests {
         assert_eq!(after.budget("adult"), Some(budget));
     }
 
+    /// Concurrent releases racing for one budget: exactly as many are admitted
+    /// as a sequential in-memory ledger admits, and the spend stays within it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_releases_never_exceed_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(SqliteStore::open(&dir.path().join("c.db")).await.unwrap());
+        let budget = Budget::new(1.0, 1e-5).unwrap();
+        store
+            .set_dataset_budget("adult", budget, 1)
+            .await
+            .unwrap()
+            .unwrap();
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let store = std::sync::Arc::clone(&store);
+                tokio::spawn(async move {
+                    store
+                        .record_release(&pure(&format!("r{i}"), 0.3), 2)
+                        .await
+                        .unwrap()
+                        .is_ok()
+                })
+            })
+            .collect();
+        let mut admitted = 0;
+        for t in tasks {
+            admitted += usize::from(t.await.unwrap());
+        }
+        let mut sequential = PrivacyLedger::default();
+        sequential.set_budget("adult", budget).unwrap();
+        let expected = (0..16)
+            .take_while(|i| sequential.record(pure(&format!("r{i}"), 0.3)).is_ok())
+            .count();
+        assert!((3..16).contains(&expected));
+        assert_eq!(admitted, expected);
+        let ledger = store.load_ledger().await.unwrap();
+        assert_eq!(ledger.releases("adult").count(), expected);
+        assert!(ledger.spent("adult", 1e-5).unwrap().epsilon.unwrap() <= 1.0);
+    }
+
     #[tokio::test]
     async fn device_budgets_round_trip() {
         let dir = tempfile::tempdir().unwrap();
