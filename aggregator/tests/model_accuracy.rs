@@ -8,9 +8,8 @@
 //! attribute, epsilon 1) and ~0.003 (LDP-SGD, epsilon 4). Single-run bars are
 //! used where the margin exceeds 3 such spreads; the local models are asserted
 //! on the mean of 5 seeds, whose spread is the single-run spread / sqrt(5).
-//! LDP-SGD at epsilon 1 (mean 0.786, single runs 0.734 to 0.819, majority
-//! 0.764) is *not* stable across seeds, so its "above majority" bar is
-//! reported, not asserted.
+//! LDP-SGD at epsilon 1 (single runs 0.778 to 0.801, mean 0.794, majority class
+//! 0.764) is asserted on the mean of 5 seeds only.
 #![cfg(not(debug_assertions))]
 
 use ldp_aggregator::dataset::adult::{self, Record};
@@ -98,4 +97,20 @@ fn local_logistic_regression_reaches_082_at_epsilon_4_on_average() {
     });
     // Mean of 5 measured 0.834; spread 0.003 / sqrt(5); margin 0.014.
     assert!(acc >= 0.82, "{acc}");
+}
+
+#[test]
+fn local_logistic_regression_beats_the_majority_class_at_epsilon_1_on_average() {
+    let (train, test) = data();
+    let majority = test.iter().filter(|r| !r.high_income()).count() as f64 / test.len() as f64;
+    let params = ldpsgd::Params::for_epsilon(1.0);
+    let acc = mean_over_seeds(|rng| {
+        ldpsgd::train_local(&params, &train, 1.0, rng, |_, _| {})
+            .unwrap()
+            .0
+            .accuracy(&test)
+    });
+    // Mean of 5 measured 0.794; single-run spread ~0.009, so the mean's is
+    // ~0.004; margin 0.030 = 7 spreads.
+    assert!(acc > majority, "{acc} vs majority {majority}");
 }

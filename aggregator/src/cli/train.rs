@@ -122,8 +122,9 @@ fn train(args: Args) -> anyhow::Result<()> {
     );
     if privacy != PrivacyModel::None {
         println!(
-            "spent:          epsilon {:.4}, delta {:e}",
-            row.spent.epsilon, row.spent.delta
+            "spent:          epsilon {:.4}, delta {}",
+            row.spent.epsilon,
+            row.spent.delta_text()
         );
     }
     Ok(())

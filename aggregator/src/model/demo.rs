@@ -165,10 +165,13 @@ pub fn train_one(
             (m.accuracy(test), spent)
         }
         (ModelKind::LogisticRegression, PrivacyModel::Local) => {
-            let (m, spent) =
-                ldpsgd::train_local(&ldpsgd::Params::default(), train, epsilon, rng, |a, b| {
-                    progress(a as u64, b as u64)
-                })?;
+            let (m, spent) = ldpsgd::train_local(
+                &ldpsgd::Params::for_epsilon(epsilon),
+                train,
+                epsilon,
+                rng,
+                |a, b| progress(a as u64, b as u64),
+            )?;
             (m.accuracy(test), spent)
         }
         (m, p) => {
@@ -283,7 +286,7 @@ impl DemoResult {
                     } else {
                         "inf".into()
                     },
-                    format!("{:.0e}", r.spent.delta),
+                    r.spent.delta_text(),
                 ]
             })
             .collect();

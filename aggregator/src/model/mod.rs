@@ -20,8 +20,18 @@
 //! subsets of the local models) were chosen on a split of the **training** file
 //! (first 80% of `adult.data.csv` to train, last 20% to validate; see
 //! [`tuning_split`]); the test file was used only for the final accuracies. The
-//! chosen values and the alternatives tried are listed in the docs of each
-//! pipeline's `Params::default`.
+//! chosen values and the alternatives tried are listed in each pipeline's docs
+//! ([`logreg`], [`dpsgd`], [`nb`], [`ldpsgd::Params::for_epsilon`]).
+//!
+//! # Measured (test file, mean of seeds 1-5)
+//! | model | none | central, eps 1 | local, eps 1 | local, eps 4 |
+//! |---|---|---|---|---|
+//! | majority class | 0.764 | | | |
+//! | logistic regression | 0.852 | 0.852 (DP-SGD, delta 1e-5) | 0.794 (LDP-SGD) | 0.834 |
+//! | Naive Bayes | 0.820 | 0.819 | 0.816 (sampled) / 0.806 (split) | 0.839 / 0.833 |
+//!
+//! LDP-SGD at epsilon 1 ranges over 0.778 to 0.801 across seeds; at epsilon 0.5
+//! it averages 0.760, at the majority class.
 
 pub mod baseline;
 pub mod demo;
@@ -78,6 +88,17 @@ impl Spent {
         epsilon: f64::INFINITY,
         delta: 1.0,
     };
+}
+
+impl Spent {
+    /// Delta as text: `0`, or scientific notation such as `1e-5`.
+    pub fn delta_text(&self) -> String {
+        if self.delta == 0.0 {
+            "0".into()
+        } else {
+            format!("{:e}", self.delta)
+        }
+    }
 }
 
 /// Errors of model training.
