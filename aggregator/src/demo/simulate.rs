@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use ldp_sdk::client::ClientConfig;
 use ldp_sdk::schema::{Schema, Value};
 use ldp_sdk::{Client, LdpRng};
@@ -104,9 +104,15 @@ pub(super) async fn run(
     };
     progress.set_style(
         ProgressStyle::with_template(
-            "{spinner} devices {human_pos}/{human_len} [{bar:40}] {per_sec} eta {eta}",
+            "{spinner} devices {human_pos}/{human_len} [{bar:40}] {rate} eta {eta}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key(
+            "rate",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0} devices/s", state.per_sec());
+            },
+        )
         .progress_chars("=> "),
     );
     let shared = Arc::new((records.to_vec(), numeric));
