@@ -103,6 +103,24 @@ async fn budget_refuses_overspend_survives_restart_and_feeds_the_report() -> any
     let err = admin.record_release(pure("nb-1", 0.1)).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     assert_eq!(budget(&server).await?, before);
+    let one = server
+        .analytics()
+        .await?
+        .budget(pb::BudgetRequest {
+            dataset: "adult".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(one, before);
+    let err = server
+        .analytics()
+        .await?
+        .budget(pb::BudgetRequest {
+            dataset: "unknown".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
 
     // Local metrics, one memoized, with a published device budget.
     let eps = Epsilon::new(1.0)?;
