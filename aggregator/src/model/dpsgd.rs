@@ -18,7 +18,8 @@
 //! 2017; Mironov, Talwar, Zhang 2019) and converted to (epsilon, delta) (Balle
 //! et al. 2020). The Poisson coin's threshold is rounded down, so the implemented
 //! rate never exceeds `q`. The Gaussian itself is sampled in floating point (see
-//! [`super::noise::standard_normal`]).
+//! [`super::noise::standard_normal`]). The data set size `n` (in the expected
+//! batch size `q n`) is treated as public, as in Opacus.
 //!
 //! # Utility
 //! Per step, the noise on the averaged gradient has standard deviation

@@ -29,9 +29,9 @@
 //!
 //! # Utility
 //! The estimated gradient coordinate has variance about
-//! `clip^2 d / (B k) Var_1D(epsilon / k)` for a group of B devices, so the
-//! compact feature set ([`FeatureSpec::compact`], d = 7) is far better than the
-//! one-hot encoding (d = 105) under LDP.
+//! `clip^2 d / (B k) Var_1D(epsilon / k)` for a group of B devices, which is
+//! why LDP-SGD uses the compact feature set ([`FeatureSpec::compact`], d = 7)
+//! rather than the one-hot encoding of the central models (d = 116).
 //!
 //! # Tuning (on the tuning split, see [`super`])
 //! See [`Params::for_epsilon`].
