@@ -38,6 +38,7 @@ pub mod demo;
 pub mod dpsgd;
 pub mod features;
 pub mod grpc;
+pub mod kmeans;
 pub mod ldpsgd;
 pub mod logreg;
 pub mod nb;
