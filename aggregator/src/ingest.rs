@@ -10,7 +10,9 @@
 //! (`Mechanism::accumulate` validates and counts in one step). The first bad
 //! report fails the whole batch with its index and reason; the batch's
 //! statistics are aggregated in memory into one delta per (metric, version,
-//! epoch), so storage work does not grow with the number of reports.
+//! epoch), so storage work does not grow with the number of reports; the
+//! deltas of one batch may hold at most [`MAX_BATCH_CELLS`] counters beyond its
+//! first key (`RESOURCE_EXHAUSTED`), so memory does not grow with reports x epochs.
 //!
 //! # Group commit ([`writer`])
 //! A single writer task owns all statistics writes. It takes the first queued
@@ -42,6 +44,12 @@ use crate::telemetry::Telemetry;
 pub const MIN_BATCH_ID_LEN: usize = 16;
 /// Longest accepted batch id, in bytes.
 pub const MAX_BATCH_ID_LEN: usize = 64;
+/// Most statistics counters one batch may touch, summed over its distinct
+/// (metric, version, epoch) keys, beyond its first key (always allowed): 2^24
+/// counters, 128 MiB. Validation aggregates a batch into one dense delta per
+/// key, so without this bound a batch naming a different epoch in every report
+/// would allocate reports x counters. Larger batches get `RESOURCE_EXHAUSTED`.
+pub const MAX_BATCH_CELLS: usize = 1 << 24;
 
 /// Limits and options of the ingest path.
 #[derive(Debug, Clone)]
@@ -171,6 +179,7 @@ impl Ingest {
         let registry = self.registry.read();
         let closed = self.closed.read();
         let mut deltas: Vec<(StatsKey, Stats)> = Vec::with_capacity(1);
+        let mut cells = 0usize;
         let mut last = None;
         for (i, report) in request.reports.into_iter().enumerate() {
             let bad = |why: String| ServiceError::InvalidArgument(format!("report {i}: {why}"));
@@ -207,6 +216,14 @@ impl Ingest {
             let slot = match deltas.iter().position(|(k, _)| *k == key) {
                 Some(j) => j,
                 None => {
+                    cells = cells.saturating_add(published.mechanism.stats_len());
+                    if !deltas.is_empty() && cells > MAX_BATCH_CELLS {
+                        return Err(ServiceError::ResourceExhausted(format!(
+                            "report {i}: the batch spans {} (metric, epoch) statistics with \
+                             more than {MAX_BATCH_CELLS} counters in all; split it by metric and epoch",
+                            deltas.len() + 1
+                        )));
+                    }
                     deltas.push((key, published.mechanism.new_stats()));
                     deltas.len() - 1
                 }
@@ -392,4 +409,68 @@ pub fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ldp_sdk::Epsilon;
+    use ldp_sdk::mechanism::{MechanismSpec, Report};
+    use ldp_sdk::metric::MetricSpec;
+    use ldp_sdk::wire::{ReportHeader, report_to_proto};
+
+    fn ingest_with(spec: MetricSpec) -> Ingest {
+        let registry = Arc::new(Registry::default());
+        registry.insert(spec).unwrap();
+        Ingest {
+            config: IngestConfig::default(),
+            registry,
+            closed: Arc::default(),
+            telemetry: Arc::default(),
+            queue: mpsc::channel(1).0,
+        }
+    }
+
+    fn request(epochs: impl Iterator<Item = u64>) -> pb::SubmitRequest {
+        let reports = epochs
+            .map(|epoch| {
+                let header = ReportHeader {
+                    metric_id: 1,
+                    metric_version: 1,
+                    epoch,
+                };
+                report_to_proto(header, &Report::Index(0)).unwrap()
+            })
+            .collect();
+        pb::SubmitRequest {
+            batch_id: vec![7; 16],
+            reports,
+        }
+    }
+
+    /// Regression: an unauthenticated Submit whose reports each name a different
+    /// plausible epoch made the server allocate one dense statistics delta per
+    /// epoch (10,000 x the metric's counters: terabytes for a large domain).
+    #[test]
+    fn batch_spread_over_many_epochs_of_a_large_metric_is_refused() {
+        let mut spec = MetricSpec::new(
+            "big",
+            Epsilon::new(1.0).unwrap(),
+            MechanismSpec::Grr {
+                domain_size: 1 << 20,
+            },
+        )
+        .with_epoch_seconds(1);
+        (spec.metric_id, spec.version, spec.created_at) = (1, 1, 1_000_000);
+        let ingest = ingest_with(spec);
+        let now = 1_000_100;
+        // 20 epochs x 2^20 counters = 20 x 8 MiB: over the per-batch limit.
+        let err = ingest
+            .validate(request(1_000_000..1_000_020), now)
+            .unwrap_err();
+        assert!(matches!(err, ServiceError::ResourceExhausted(_)), "{err}");
+        // A batch straddling one epoch boundary is still accepted.
+        let ok = ingest.validate(request([1_000_050, 1_000_051].into_iter()), now);
+        assert_eq!(ok.unwrap().deltas.len(), 2);
+    }
 }
