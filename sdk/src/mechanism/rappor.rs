@@ -100,7 +100,8 @@ pub struct RapporParams {
 }
 
 impl RapporParams {
-    /// Validates `1 <= k <= 256`, `1 <= h <= 16`, `m >= 1`, `f, p, q` in `[0, 1]`,
+    /// Validates `1 <= k <= 256`, `1 <= h <= 16`, `m >= 1` with
+    /// `m (k + 1) <= 2^24` statistics counters, `f, p, q` in `[0, 1]`,
     /// `f < 1` and `p != q` (otherwise reports carry no information).
     pub fn new(
         num_bits: u32,
@@ -124,6 +125,18 @@ impl RapporParams {
         }
         if num_cohorts == 0 {
             return Err(invalid("num_cohorts", "0 < 1".into()));
+        }
+        // The aggregator keeps num_cohorts x (k + 1) counters: the same bound as
+        // every other mechanism's statistics.
+        let cells = u64::from(num_cohorts) * (u64::from(num_bits) + 1);
+        if cells > u64::from(crate::mechanism::limits::MAX_DOMAIN_SIZE) {
+            return Err(invalid(
+                "num_cohorts",
+                format!(
+                    "{num_cohorts} cohorts x ({num_bits} + 1) counters exceed {}",
+                    crate::mechanism::limits::MAX_DOMAIN_SIZE
+                ),
+            ));
         }
         for (name, x) in [("f", f), ("p", p), ("q", q)] {
             if !(0.0..=1.0).contains(&x) {
@@ -562,6 +575,21 @@ mod tests {
         assert!(RapporParams::new(16, 2, 64, 0.5, 0.5, 0.5).is_err());
         assert!(RapporParams::new(16, 2, 64, 1.0, 0.5, 0.75).is_err());
         assert!(RapporParams::new(16, 2, 64, f64::NAN, 0.5, 0.75).is_err());
+    }
+
+    /// Regression: `num_cohorts` was unbounded, so an Admin `CreateMetric` with
+    /// 2^32 - 1 cohorts was accepted and the server's first report or estimate
+    /// for it allocated num_cohorts x (k + 1) counters (8.8 TB): an abort.
+    #[test]
+    fn cohort_count_is_bounded_by_the_statistics_limit() {
+        use crate::mechanism::limits::MAX_DOMAIN_SIZE;
+        assert!(RapporParams::new(256, 2, u32::MAX, 0.5, 0.5, 0.75).is_err());
+        // 65,281 x 257 = 2^24 + 1 counters: one too many; 65,280 x 257 fits.
+        assert!(RapporParams::new(256, 2, 65_281, 0.5, 0.5, 0.75).is_err());
+        let params = RapporParams::new(256, 2, 65_280, 0.5, 0.5, 0.75).unwrap();
+        let eps = Epsilon::new(params.epsilon_one()).unwrap();
+        let rappor = Rappor::new(params, eps).unwrap();
+        assert!(rappor.stats_len() <= MAX_DOMAIN_SIZE as usize);
     }
 
     #[test]
