@@ -29,7 +29,7 @@
 use rand::Rng;
 
 use crate::estimate::{Estimate, Stats};
-use crate::mechanism::limits::{check_domain_size, check_epsilon, out_of_domain};
+use crate::mechanism::limits::{MAX_DOMAIN_SIZE, check_domain_size, check_epsilon, out_of_domain};
 use crate::mechanism::sampling;
 use crate::{Epsilon, Error, LdpRng, Result};
 
@@ -44,16 +44,26 @@ pub struct Hadamard {
 }
 
 impl Hadamard {
-    /// Validates d and epsilon; D = next power of two >= d + 1.
+    /// Validates d and epsilon; D = next power of two >= d + 1. The 2D
+    /// counters must fit the shared limit (2D <= 2^24, so d < 2^23).
     pub fn new(d: u32, epsilon: Epsilon) -> Result<Self> {
         check_domain_size(d)?;
         check_epsilon(epsilon)?;
+        let big_d = (d + 1).next_power_of_two();
+        if 2 * u64::from(big_d) > u64::from(MAX_DOMAIN_SIZE) {
+            return Err(Error::InvalidParameter {
+                name: "domain_size",
+                reason: format!(
+                    "{d} pads to D = {big_d}: 2D counters exceed {MAX_DOMAIN_SIZE}; use OLH"
+                ),
+            });
+        }
         let e = epsilon.exp();
         let keep = sampling::threshold_down(e / (e + 1.0));
         let p = sampling::threshold_probability(keep);
         Ok(Self {
             d,
-            big_d: (d + 1).next_power_of_two(),
+            big_d,
             epsilon,
             keep,
             c: 1.0 / (2.0 * p - 1.0),
@@ -177,5 +187,19 @@ mod tests {
                 .sum();
             assert_eq!(got, want);
         }
+    }
+
+    /// Regression: d = 2^24 (the shared domain limit) padded to D = 2^25 and
+    /// 2D = 2^26 counters (512 MiB per statistics delta, allocated by the server
+    /// for every batch), four times the bound the limits promise.
+    #[test]
+    fn statistics_stay_within_the_domain_limit() {
+        use crate::mechanism::limits::MAX_DOMAIN_SIZE;
+        let eps = Epsilon::new(1.0).unwrap();
+        assert!(Hadamard::new(MAX_DOMAIN_SIZE, eps).is_err());
+        // The largest accepted d: D = 2^23, 2^24 counters.
+        let largest = Hadamard::new(MAX_DOMAIN_SIZE / 2 - 1, eps).unwrap();
+        assert_eq!(largest.stats_len(), MAX_DOMAIN_SIZE as usize);
+        assert!(Hadamard::new(MAX_DOMAIN_SIZE / 2, eps).is_err());
     }
 }
