@@ -210,10 +210,22 @@ impl Attribute {
     /// An attribute reported through the published `metric`: categorical when its
     /// mechanism is a frequency oracle (labels from the metric's categories, or
     /// the indices `0..d` as text when it has none), numeric otherwise (bounds
-    /// from the mechanism). Validates the metric.
+    /// from the mechanism). Validates the metric. A memoized metric
+    /// (`memoize = true`) is refused: a schema draws a fresh response for every
+    /// record, which would break the metric's published eps_inf (use
+    /// [`crate::memo::Memo`] directly for such metrics).
     pub fn from_metric(name: impl Into<String>, metric: MetricSpec) -> Result<Self, SchemaError> {
         let name = name.into();
         metric.validate()?;
+        if metric.memoize {
+            return Err(SchemaError::Mismatch {
+                attribute: name,
+                reason: format!(
+                    "metric {:?} is memoized, but a schema draws a fresh response per record",
+                    metric.name
+                ),
+            });
+        }
         let mechanism = metric.mechanism()?;
         let domain = match (mechanism.domain_size(), numeric_bounds(&metric.mechanism)) {
             (Some(d), _) => {
@@ -918,6 +930,20 @@ mod tests {
         assert!(matches!(
             schema().bind(&published[..1]),
             Err(SchemaError::NotPublished(_))
+        ));
+    }
+
+    /// Regression: a metric published with `memoize = true` was accepted, and the
+    /// schema (and so `Client`) then drew a fresh response for every record,
+    /// while the server reports eps_inf = epsilon per report for that metric:
+    /// repeated reports of one value averaged the noise away under a false claim.
+    #[test]
+    fn memoized_metrics_are_refused_because_schemas_do_not_memoize() {
+        let mut spec = MetricSpec::new("m", eps(1.0), MechanismSpec::Grr { domain_size: 3 });
+        spec.memoize = true;
+        assert!(matches!(
+            Attribute::from_metric("a", spec),
+            Err(SchemaError::Mismatch { .. })
         ));
     }
 }
