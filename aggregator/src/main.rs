@@ -1,13 +1,21 @@
 //! `ldp`: the aggregator's command line (see `ldp --help`).
 
+use std::process::ExitCode;
+
 use clap::Parser;
 use ldp_aggregator::cli::{Cli, run};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_new(&cli.log)?;
+    let filter = match EnvFilter::try_new(&cli.log) {
+        Ok(filter) => filter,
+        Err(e) => {
+            eprintln!("error: invalid --log filter {:?}: {e}", cli.log);
+            return ExitCode::FAILURE;
+        }
+    };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -16,5 +24,12 @@ async fn main() -> anyhow::Result<()> {
     } else {
         logs.init();
     }
-    run(cli).await
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        // One line with the whole cause chain; no backtrace for user errors.
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

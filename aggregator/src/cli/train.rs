@@ -8,11 +8,14 @@ use std::io::IsTerminal;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use ldp_sdk::LdpRng;
+use rand::Rng;
 
+use crate::cli::budget;
+use crate::cli::connect::ConnectArgs;
 use crate::dataset::adult;
 use crate::model::Classifier;
 use crate::model::demo::{ModelKind, train_one};
-use crate::model::{PrivacyModel, baseline};
+use crate::model::{PrivacyModel, baseline, dpsgd};
 
 /// The model to train.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -64,11 +67,57 @@ pub struct Args {
     /// Seed for a reproducible simulation (seeded noise is not private).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Central training only: record the release in the server's privacy ledger
+    /// under this data set *before* training (through `Admin.RecordRelease` on
+    /// `--connect`); a refused release (over budget) stops here, nothing is trained.
+    #[arg(long, value_name = "DATASET")]
+    pub record_dataset: Option<String>,
+    /// Release id for `--record-dataset` (idempotency key; default: a fresh random id).
+    #[arg(long, requires = "record_dataset")]
+    pub release_id: Option<String>,
+    #[command(flatten)]
+    conn: ConnectArgs,
 }
 
 /// Runs `ldp train`.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(dataset) = &args.record_dataset {
+        record_central_release(&args, dataset).await?;
+    }
     tokio::task::spawn_blocking(move || train(args)).await?
+}
+
+/// Records the central release `args` is about to make; refuses local and
+/// non-private training (they make no central release).
+async fn record_central_release(args: &Args, dataset: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.privacy == Privacy::Central,
+        "--record-dataset records central releases; --privacy {:?} makes none",
+        args.privacy
+    );
+    let id = match &args.release_id {
+        Some(id) => id.clone(),
+        None => {
+            let mut rng = LdpRng::from_os();
+            format!("train-{:016x}{:016x}", rng.next_u64(), rng.next_u64())
+        }
+    };
+    let request = match args.model {
+        Model::Nb => budget::central_nb_release(&id, dataset, args.epsilon)?,
+        Model::Logreg => budget::dp_sgd_release(
+            &id,
+            dataset,
+            &dpsgd::Params::default(),
+            args.epsilon,
+            args.delta,
+        )?,
+    };
+    let after = budget::record(&args.conn, request).await?;
+    eprintln!(
+        "recorded release {id:?} in data set {dataset:?}: spent epsilon {:.6} of {}",
+        after.spent_epsilon, after.budget_epsilon
+    );
+    Ok(())
 }
 
 fn train(args: Args) -> anyhow::Result<()> {
