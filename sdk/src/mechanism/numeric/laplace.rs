@@ -165,7 +165,8 @@ impl Laplace {
 
     /// Checks |k| <= 2^52.
     pub fn validate(&self, k: i64) -> Result<()> {
-        if k.abs() <= MAX_GRID_INDEX {
+        // `unsigned_abs`: `i64::MIN.abs()` overflows.
+        if k.unsigned_abs() <= MAX_GRID_INDEX.unsigned_abs() {
             Ok(())
         } else {
             Err(Error::InvalidReport(format!("grid index {k} out of range")))
@@ -191,5 +192,31 @@ impl Laplace {
     /// Mean estimate from sum and sum of squares.
     pub fn estimate_mean(&self, stats: &Stats) -> Result<Estimate> {
         mean_estimate(stats, self.noise_variance() + self.gamma * self.gamma / 4.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: `validate` checked `k.abs() <= 2^52`, and `i64::MIN.abs()`
+    /// overflows: a panic with overflow checks (debug builds), and in release it
+    /// wraps to `i64::MIN`, which passed the check, so a forged report of
+    /// `-2^63` grid steps was accepted and aggregated.
+    #[test]
+    fn extreme_grid_indices_are_rejected_without_overflow() {
+        let lap = Laplace::new(0.0, 1.0, 0, Epsilon::new(1.0).unwrap()).unwrap();
+        for k in [
+            i64::MIN,
+            i64::MIN + 1,
+            -MAX_GRID_INDEX - 1,
+            MAX_GRID_INDEX + 1,
+            i64::MAX,
+        ] {
+            assert!(lap.validate(k).is_err(), "{k}");
+        }
+        for k in [-MAX_GRID_INDEX, 0, MAX_GRID_INDEX] {
+            assert!(lap.validate(k).is_ok(), "{k}");
+        }
     }
 }
