@@ -226,3 +226,12 @@ fn wide_filters_extend_the_reference_construction() {
     let rate = f64::from(flipped) / f64::from(total);
     assert!((rate - 0.25).abs() < 5.0 * 0.000_86, "flip rate {rate}");
 }
+
+/// A parameter file with RAPPOR's p and q swapped (q = P(1 | PRR 1) below
+/// p = P(1 | PRR 0)) used to decode silently to nothing; it is now a typed error
+/// that names the likely swap.
+#[test]
+fn swapped_p_and_q_are_rejected() {
+    let err = RapporParams::new(16, 2, 64, 0.5, 0.75, 0.5).unwrap_err();
+    assert!(err.to_string().contains("swapped"), "{err}");
+}

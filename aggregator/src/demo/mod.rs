@@ -358,7 +358,10 @@ pub async fn run(config: DemoConfig) -> Result<Outcome, DemoError> {
             let stamp = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            (None, url.clone(), token.clone(), format!("adult-{stamp}"))
+            // The random part keeps two runs started in the same second apart.
+            let nonce = rand::Rng::next_u32(&mut ldp_sdk::LdpRng::from_os());
+            let prefix = format!("adult-{stamp}-{nonce:08x}");
+            (None, url.clone(), token.clone(), prefix)
         }
     };
     let result = collect_and_estimate(&config, &records, &url, &token, &prefix, work.path()).await;

@@ -102,7 +102,8 @@ pub struct RapporParams {
 impl RapporParams {
     /// Validates `1 <= k <= 256`, `1 <= h <= 16`, `m >= 1` with
     /// `m (k + 1) <= 2^24` statistics counters, `f, p, q` in `[0, 1]`,
-    /// `f < 1` and `p != q` (otherwise reports carry no information).
+    /// `f < 1` and `q > p` (`p = q` carries no information; `q < p` is almost
+    /// always a swapped parameter file, RAPPOR's names being the reverse of later papers).
     pub fn new(
         num_bits: u32,
         num_hashes: u32,
@@ -153,6 +154,17 @@ impl RapporParams {
             return Err(invalid(
                 "q",
                 format!("q = p = {p}: reports would carry no information"),
+            ));
+        }
+        if q < p {
+            // Almost always a swapped parameter file: RAPPOR's names are the
+            // reverse of most later papers.
+            return Err(invalid(
+                "q",
+                format!(
+                    "q = {q} < p = {p}: in RAPPOR q = P(report 1 | PRR bit 1) and \
+                     p = P(report 1 | PRR bit 0), so q > p; are p and q swapped?"
+                ),
             ));
         }
         // (byte >> 1) < 128 f for a 7-bit integer is (byte >> 1) < ceil(128 f).
