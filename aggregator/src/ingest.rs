@@ -11,8 +11,8 @@
 //! report fails the whole batch with its index and reason; the batch's
 //! statistics are aggregated in memory into one delta per (metric, version,
 //! epoch), so storage work does not grow with the number of reports; the
-//! deltas of one batch may hold at most [`MAX_BATCH_CELLS`] counters beyond its
-//! first key (`RESOURCE_EXHAUSTED`), so memory does not grow with reports x epochs.
+//! deltas of one batch may hold at most [`MAX_BATCH_CELLS`] counters
+//! (`RESOURCE_EXHAUSTED`), so memory does not grow with reports x epochs.
 //!
 //! # Group commit ([`writer`])
 //! A single writer task owns all statistics writes. It takes the first queued
@@ -45,11 +45,13 @@ pub const MIN_BATCH_ID_LEN: usize = 16;
 /// Longest accepted batch id, in bytes.
 pub const MAX_BATCH_ID_LEN: usize = 64;
 /// Most statistics counters one batch may touch, summed over its distinct
-/// (metric, version, epoch) keys, beyond its first key (always allowed): 2^24
-/// counters, 128 MiB. Validation aggregates a batch into one dense delta per
-/// key, so without this bound a batch naming a different epoch in every report
-/// would allocate reports x counters. Larger batches get `RESOURCE_EXHAUSTED`.
-pub const MAX_BATCH_CELLS: usize = 1 << 24;
+/// (metric, version, epoch) keys: 2^25 counters, 256 MiB, i.e. two keys of the
+/// largest metric (every mechanism keeps at most 2^24 counters), so a batch
+/// straddling one epoch boundary always fits. Validation aggregates a batch
+/// into one dense delta per key, so without this bound a batch naming a
+/// different epoch in every report would allocate reports x counters. Larger
+/// batches get `RESOURCE_EXHAUSTED`.
+pub const MAX_BATCH_CELLS: usize = 1 << 25;
 
 /// Limits and options of the ingest path.
 #[derive(Debug, Clone)]
@@ -217,7 +219,7 @@ impl Ingest {
                 Some(j) => j,
                 None => {
                     cells = cells.saturating_add(published.mechanism.stats_len());
-                    if !deltas.is_empty() && cells > MAX_BATCH_CELLS {
+                    if cells > MAX_BATCH_CELLS {
                         return Err(ServiceError::ResourceExhausted(format!(
                             "report {i}: the batch spans {} (metric, epoch) statistics with \
                              more than {MAX_BATCH_CELLS} counters in all; split it by metric and epoch",
@@ -464,13 +466,30 @@ mod tests {
         (spec.metric_id, spec.version, spec.created_at) = (1, 1, 1_000_000);
         let ingest = ingest_with(spec);
         let now = 1_000_100;
-        // 20 epochs x 2^20 counters = 20 x 8 MiB: over the per-batch limit.
+        // 40 epochs x 2^20 counters = 40 x 8 MiB: over the per-batch limit.
         let err = ingest
-            .validate(request(1_000_000..1_000_020), now)
+            .validate(request(1_000_000..1_000_040), now)
             .unwrap_err();
         assert!(matches!(err, ServiceError::ResourceExhausted(_)), "{err}");
         // A batch straddling one epoch boundary is still accepted.
         let ok = ingest.validate(request([1_000_050, 1_000_051].into_iter()), now);
+        assert_eq!(ok.unwrap().deltas.len(), 2);
+    }
+
+    /// The limit admits two epochs of a metric with the largest statistics.
+    #[test]
+    fn two_epochs_of_the_largest_metric_fit_one_batch() {
+        let mut spec = MetricSpec::new(
+            "largest",
+            Epsilon::new(1.0).unwrap(),
+            MechanismSpec::Grr {
+                domain_size: ldp_sdk::mechanism::limits::MAX_DOMAIN_SIZE,
+            },
+        )
+        .with_epoch_seconds(1);
+        (spec.metric_id, spec.version, spec.created_at) = (1, 1, 1_000_000);
+        let ingest = ingest_with(spec);
+        let ok = ingest.validate(request([1_000_050, 1_000_051].into_iter()), 1_000_100);
         assert_eq!(ok.unwrap().deltas.len(), 2);
     }
 }
