@@ -28,8 +28,20 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // One line with the whole cause chain; no backtrace for user errors.
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The cause chain joined by ": ", with gRPC statuses as `<code>: <message>`
+/// rather than tonic's debug-like rendering.
+fn describe(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|cause| match cause.downcast_ref::<tonic::Status>() {
+            Some(status) => format!("{:?}: {}", status.code(), status.message()),
+            None => cause.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
 }
