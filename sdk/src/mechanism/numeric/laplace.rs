@@ -163,13 +163,28 @@ impl Laplace {
         Ok(k.saturating_add(noise))
     }
 
-    /// Checks |k| <= 2^52.
+    /// Largest noise magnitude a report is allowed: `ceil(64 Delta / eps')`
+    /// grid steps. Honest noise exceeds it with probability below
+    /// 2 e^-64 (about 3e-28): P(|Z| > b) <= 2 alpha^b with alpha = e^(-eps'/Delta).
+    pub fn noise_bound(&self) -> i64 {
+        let b = (64.0 * self.grid_steps() as f64 / self.implemented_epsilon()).ceil();
+        (b as i64).min(MAX_GRID_INDEX)
+    }
+
+    /// Checks `k_lo - b <= k <= k_hi + b` with b = [`Laplace::noise_bound`] (and
+    /// |k| <= 2^52): every report an honest device makes, except with
+    /// probability below 3e-28, while a forged report can move the sum by at
+    /// most about 64 / eps ranges instead of 2^52 grid steps.
     pub fn validate(&self, k: i64) -> Result<()> {
-        // `unsigned_abs`: `i64::MIN.abs()` overflows.
-        if k.unsigned_abs() <= MAX_GRID_INDEX.unsigned_abs() {
+        let b = self.noise_bound();
+        let lo = self.k_lo.saturating_sub(b).max(-MAX_GRID_INDEX);
+        let hi = self.k_hi.saturating_add(b).min(MAX_GRID_INDEX);
+        if (lo..=hi).contains(&k) {
             Ok(())
         } else {
-            Err(Error::InvalidReport(format!("grid index {k} out of range")))
+            Err(Error::InvalidReport(format!(
+                "grid index {k} outside [{lo}, {hi}]"
+            )))
         }
     }
 
@@ -215,8 +230,23 @@ mod tests {
         ] {
             assert!(lap.validate(k).is_err(), "{k}");
         }
-        for k in [-MAX_GRID_INDEX, 0, MAX_GRID_INDEX] {
+        for k in [0, 1024] {
             assert!(lap.validate(k).is_ok(), "{k}");
         }
+    }
+
+    /// Regression: any |k| <= 2^52 was accepted, so one forged report on [0, 1]
+    /// (grid 2^-10) could add 2^42 to the sum. Now at most 64 Delta / eps' grid
+    /// steps beyond the range: Delta = 1024 steps, eps' = 1, b = 65,536.
+    #[test]
+    fn reports_beyond_the_noise_bound_are_rejected() {
+        let lap = Laplace::new(0.0, 1.0, 0, Epsilon::new(1.0).unwrap()).unwrap();
+        assert_eq!(lap.grid_bounds(), (0, 1024));
+        assert_eq!(lap.noise_bound(), 65_536);
+        assert!(lap.validate(-65_536).is_ok());
+        assert!(lap.validate(1024 + 65_536).is_ok());
+        assert!(lap.validate(-65_537).is_err());
+        assert!(lap.validate(1024 + 65_537).is_err());
+        assert!(lap.validate(1 << 42).is_err());
     }
 }
