@@ -6,7 +6,8 @@
 //! `statistical.rs` and run in release mode.
 
 use ldp_sdk::estimate::Stats;
-use ldp_sdk::mechanism::{Mechanism, MechanismSpec, Report, olh, sampling};
+use ldp_sdk::mechanism::olh::Olh;
+use ldp_sdk::mechanism::{Mechanism, MechanismSpec, Report, sampling};
 use ldp_sdk::{Epsilon, Error, LdpRng};
 use proptest::prelude::*;
 
@@ -59,8 +60,15 @@ fn golden_probabilities() {
 
 #[test]
 fn golden_olh_buckets_and_defaults() {
-    // g = round(e^eps) + 1: eps 0.5 -> 3, 1 -> 4, 2 -> 8, 4 -> 56.
-    for &(e, g) in &[(0.5, 3u32), (1.0, 4), (2.0, 8), (4.0, 56)] {
+    // g = the prime next to e^eps + 1 with the smaller per-user variance:
+    // eps 0.5 (2.65) -> 3, 1 (3.72) -> 3, 2 (8.39) -> 7, 4 (55.6) -> 53; and
+    // S = g^k with k = ceil(log_g 100): 3^5, 3^5, 7^3, 53^2.
+    for &(e, g, s) in &[
+        (0.5, 3u32, 243u32),
+        (1.0, 3, 243),
+        (2.0, 7, 343),
+        (4.0, 53, 2809),
+    ] {
         let spec = MechanismSpec::Olh {
             domain_size: 100,
             buckets: 0,
@@ -70,16 +78,115 @@ fn golden_olh_buckets_and_defaults() {
             unreachable!()
         };
         assert_eq!(m.buckets(), g);
-        assert_eq!(m.seed_count(), olh::DEFAULT_SEED_COUNT);
+        assert_eq!(m.seed_count(), s);
         let ee = f64::exp(e);
         assert!((m.p() - ee / (ee + f64::from(g) - 1.0)).abs() < 1e-12);
         assert_eq!(m.q(), 1.0 / f64::from(g));
-        // Per-user variance at the optimum (Wang et al. 2017):
-        // (e^eps + g - 1)^2 / ((g - 1)(e^eps - 1)^2), leading term of count_variance.
+        // Per-user variance (Wang et al. 2017):
+        // (e^eps + g - 1)^2 / ((g - 1)(e^eps - 1)^2), leading term of count_variance;
+        // within 3.04% of the continuous optimum 4 e^eps / (e^eps - 1)^2.
         let per_user =
             (ee + f64::from(g) - 1.0).powi(2) / ((f64::from(g) - 1.0) * (ee - 1.0).powi(2));
         assert!((m.count_variance(1.0, 0.0) - per_user).abs() < 1e-9 * per_user);
+        let optimum = 4.0 * ee / (ee - 1.0).powi(2);
+        assert!(
+            per_user <= 1.031 * optimum,
+            "eps {e}: {per_user} vs {optimum}"
+        );
     }
+}
+
+#[test]
+fn olh_default_bucket_cost_is_at_most_three_percent() {
+    // V(g) / V(e^eps + 1) = (1 + r)^2 / (4 r) with g - 1 = r e^eps; the worst
+    // case over prime gaps is (1 + 1/sqrt 2)^2 sqrt 2 / 4 = 1.03033, at
+    // e^eps = sqrt 2 and 2 sqrt 2 (module docs).
+    let mut worst = 1.0f64;
+    for i in 1..=4000 {
+        let e = f64::from(i) * 0.002; // eps in (0, 8]
+        let ee = e.exp();
+        let Ok(m) = Olh::new(2, 0, 0, eps(e)) else {
+            continue;
+        };
+        let r = (f64::from(m.buckets()) - 1.0) / ee;
+        worst = worst.max((1.0 + r).powi(2) / (4.0 * r));
+    }
+    assert!(worst > 1.0 && worst <= 1.030_34, "worst ratio {worst}");
+}
+
+#[test]
+fn olh_family_is_exactly_pairwise_universal() {
+    // K_uv = (number of colliding seeds) / S must equal 1/g exactly for every
+    // u != v: checked on 200 sampled pairs per (d, g), g from 2 to 61 and
+    // k = 1 to 4 digits. A non-universal family (e.g. any fixed
+    // set of pseudo-random hashes) fails this almost surely.
+    let cases = [
+        (10u32, 2u32),
+        (30, 3),
+        (100, 5),
+        (1000, 7),
+        (1000, 53),
+        (60, 61),
+    ];
+    for (d, g) in cases {
+        let Mechanism::Olh(m) = mech(
+            MechanismSpec::Olh {
+                domain_size: d,
+                buckets: g,
+                seed_count: 0,
+            },
+            1.0,
+        ) else {
+            unreachable!()
+        };
+        let s = u64::from(m.seed_count());
+        assert_eq!(s % u64::from(g), 0);
+        let mut x = 12345u64;
+        for _ in 0..200 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let u = ((x >> 33) % u64::from(d)) as u32;
+            let v = ((x >> 13) % u64::from(d)) as u32;
+            let hits = m.collisions(u, v);
+            if u == v {
+                assert_eq!(hits, s);
+            } else {
+                assert_eq!(hits * u64::from(g), s, "d {d} g {g}: K({u}, {v}) != 1/g");
+            }
+        }
+    }
+}
+
+#[test]
+fn olh_rejects_non_prime_buckets_and_free_seed_counts() {
+    let olh = |buckets, seed_count| MechanismSpec::Olh {
+        domain_size: 100,
+        buckets,
+        seed_count,
+    };
+    for bad in [olh(4, 0), olh(1, 0), olh(9, 0), olh(3, 1024), olh(3, 242)] {
+        assert!(matches!(
+            Mechanism::new(bad, eps(1.0)),
+            Err(Error::InvalidParameter { .. })
+        ));
+    }
+    assert!(Mechanism::new(olh(3, 243), eps(1.0)).is_ok());
+    // Too many counters: e^16 + 1 far above 4096 buckets, and a large domain
+    // with a large prime (101^4 seeds x 101 buckets > 2^24).
+    assert!(matches!(
+        Mechanism::new(olh(0, 0), eps(16.0)),
+        Err(Error::InvalidParameter { .. })
+    ));
+    let big = MechanismSpec::Olh {
+        domain_size: 1 << 24,
+        buckets: 101,
+        seed_count: 0,
+    };
+    assert!(matches!(
+        Mechanism::new(big, eps(1.0)),
+        Err(Error::InvalidParameter { .. })
+    ));
 }
 
 #[test]
@@ -304,12 +411,12 @@ fn reports_of_the_wrong_kind_or_range_are_rejected() {
         MechanismSpec::Olh {
             domain_size: 5,
             buckets: 3,
-            seed_count: 16,
+            seed_count: 9,
         },
         1.0,
     );
     let out = Report::Hashed {
-        seed_index: 16,
+        seed_index: 9,
         bucket: 0,
     };
     assert!(olh.validate(&out).is_err());

@@ -99,21 +99,35 @@ impl Numeric {
     }
 }
 
-/// The candidate with the smallest `variance` (the first on ties).
+/// The candidate with the smallest `variance` (the first on ties). Candidates
+/// that cannot be built for these parameters (e.g. OLH at a large epsilon,
+/// whose counters would exceed the cap) are skipped; if none can, the last
+/// construction error is returned.
 fn best<const N: usize>(
     candidates: [MechanismSpec; N],
     epsilon: Epsilon,
     variance: impl Fn(&Mechanism) -> ldp_sdk::Result<f64>,
 ) -> ldp_sdk::Result<MechanismSpec> {
     let mut best: Option<(f64, MechanismSpec)> = None;
+    let mut last_error = None;
     for spec in candidates {
-        let v = variance(&Mechanism::new(spec.clone(), epsilon)?)?;
+        let m = match Mechanism::new(spec.clone(), epsilon) {
+            Ok(m) => m,
+            Err(e) => {
+                last_error = Some(e);
+                continue;
+            }
+        };
+        let v = variance(&m)?;
         if best.as_ref().is_none_or(|(b, _)| v < *b) {
             best = Some((v, spec));
         }
     }
-    best.map(|(_, s)| s)
-        .ok_or_else(|| ldp_sdk::Error::Unsupported("no candidate mechanism".into()))
+    match (best, last_error) {
+        (Some((_, s)), _) => Ok(s),
+        (None, Some(e)) => Err(e),
+        (None, None) => Err(ldp_sdk::Error::Unsupported("no candidate mechanism".into())),
+    }
 }
 
 /// A short display name: `GRR`, `OUE`, `Hybrid`, ...
@@ -155,5 +169,20 @@ mod tests {
             Categorical::Sue.spec(4, eps).unwrap(),
             MechanismSpec::Sue { domain_size: 4 }
         );
+    }
+
+    #[test]
+    fn auto_skips_mechanisms_that_cannot_be_built() {
+        // At eps = 16 OLH would need e^16 + 1 buckets (over its counter cap):
+        // auto must skip it rather than fail.
+        let eps = Epsilon::new(16.0).unwrap();
+        let olh = MechanismSpec::Olh {
+            domain_size: 1000,
+            buckets: 0,
+            seed_count: 0,
+        };
+        assert!(Mechanism::new(olh, eps).is_err());
+        let s = Categorical::Auto.spec(1000, eps).unwrap();
+        assert_ne!(label(&s), "OLH", "{s:?}");
     }
 }

@@ -418,8 +418,8 @@ impl Mechanism {
     }
 
     /// Closed-form variance of the count estimate of a value whose true count
-    /// is `count` among `n` reports (frequency oracles only; for OLH over a
-    /// random hash family, see [`olh`]).
+    /// is `count` among `n` reports (frequency oracles only; exact for OLH's
+    /// pairwise-universal public family, see [`olh`]).
     pub fn count_variance(&self, n: f64, count: f64) -> Result<f64> {
         match self {
             Self::Grr(m) => Ok(m.count_variance(n, count)),
