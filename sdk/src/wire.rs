@@ -96,7 +96,7 @@ pub fn mechanism_to_proto(spec: &MechanismSpec) -> Result<pb::Mechanism> {
             domain_size,
             buckets,
             seed_count,
-            hash_family: pb::HashFamily::Xxh364 as i32,
+            hash_family: pb::HashFamily::DigitDotProduct as i32,
         }),
         MechanismSpec::Hadamard { domain_size } => {
             Kind::Hadamard(pb::HadamardResponse { domain_size })
@@ -161,10 +161,10 @@ pub fn mechanism_from_proto(mechanism: pb::Mechanism) -> Result<MechanismSpec> {
             domain_size: m.domain_size,
         },
         Kind::Olh(m) => {
-            if m.hash_family != pb::HashFamily::Xxh364 as i32 {
+            if m.hash_family != pb::HashFamily::DigitDotProduct as i32 {
                 return Err(invalid(
                     "hash_family",
-                    format!("{} is not HASH_FAMILY_XXH3_64", m.hash_family),
+                    format!("{} is not HASH_FAMILY_DIGIT_DOT_PRODUCT", m.hash_family),
                 ));
             }
             MechanismSpec::Olh {
