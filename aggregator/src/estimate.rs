@@ -35,11 +35,13 @@ pub fn confidence(requested: f64) -> Result<f64, ServiceError> {
 
 /// The local-DP guarantee of a metric's reports. `epsilon_lifetime` is the
 /// eps_inf of memoized reports from [`MetricPrivacy::of`] (RAPPOR's PRR bound,
-/// or the memoized response's epsilon), 0 when reports are not memoized. The
-/// server does not know how many reports a device sent per epoch, so
-/// `reports_per_device` is 0 (unknown).
+/// or the memoized response's epsilon), 0 when reports are not memoized.
+/// `reports_per_device` is the most fresh reports per epoch that the device
+/// budget published for the metric lets a device's ledger send
+/// ([`ldp_sdk::budget::BudgetPolicy::max_reports`]); 0 (unknown) without one:
+/// the server cannot tell devices apart.
 pub fn guarantee(metric: &Published) -> pb::Guarantee {
-    let local = MetricPrivacy::of(&metric.spec, None);
+    let local = MetricPrivacy::of(&metric.spec, metric.device_budget());
     pb::Guarantee {
         epsilon_per_report: local.epsilon_per_report,
         epsilon_lifetime: if local.memoized {
@@ -47,7 +49,9 @@ pub fn guarantee(metric: &Published) -> pb::Guarantee {
         } else {
             0.0
         },
-        reports_per_device: 0,
+        reports_per_device: local
+            .reports_per_device
+            .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
         central_epsilon: 0.0,
         central_delta: 0.0,
         model: "local".into(),

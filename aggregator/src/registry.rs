@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use ldp_proto::v1 as pb;
+use ldp_sdk::budget::BudgetPolicy;
 use ldp_sdk::mechanism::Mechanism;
 use ldp_sdk::metric::MetricSpec;
 use ldp_sdk::wire;
@@ -28,6 +29,8 @@ pub struct Published {
     pub mechanism: Mechanism,
     /// The spec in protobuf form.
     pub proto: pb::MetricSpec,
+    /// The operator's device budget for the metric's name (shared by its versions).
+    device_budget: RwLock<Option<BudgetPolicy>>,
 }
 
 impl Published {
@@ -42,7 +45,20 @@ impl Published {
             spec,
             mechanism,
             proto,
+            device_budget: RwLock::new(None),
         })
+    }
+
+    /// The device budget set for the metric's name, if any.
+    pub fn device_budget(&self) -> Option<BudgetPolicy> {
+        *self.device_budget.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_device_budget(&self, policy: Option<BudgetPolicy>) {
+        *self
+            .device_budget
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = policy;
     }
 }
 
@@ -58,6 +74,8 @@ pub struct Inner {
     by_id: HashMap<(u32, u32), Arc<Published>>,
     /// Versions of each name, ascending.
     by_name: BTreeMap<String, Vec<Arc<Published>>>,
+    /// Device budgets by metric name (also for names not loaded yet).
+    device_budgets: HashMap<String, BudgetPolicy>,
 }
 
 impl Inner {
@@ -76,6 +94,7 @@ impl Registry {
         if let Some(existing) = inner.by_id.get(&key) {
             return Ok(existing.clone());
         }
+        published.set_device_budget(inner.device_budgets.get(&published.spec.name).copied());
         inner.by_id.insert(key, published.clone());
         let versions = inner
             .by_name
@@ -84,6 +103,15 @@ impl Registry {
         versions.push(published.clone());
         versions.sort_by_key(|p| p.spec.version);
         Ok(published)
+    }
+
+    /// Records the (stored) device budget of every version of `name`.
+    pub fn set_device_budget(&self, name: &str, policy: BudgetPolicy) {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        inner.device_budgets.insert(name.to_owned(), policy);
+        for version in inner.by_name.get(name).into_iter().flatten() {
+            version.set_device_budget(Some(policy));
+        }
     }
 
     /// A read guard for validating a whole batch under one lock.

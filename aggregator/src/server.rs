@@ -154,6 +154,9 @@ impl Server {
                 .insert(spec)
                 .map_err(|e| ServerError::Load(e.to_string()))?;
         }
+        for (name, policy) in store.device_budgets().await? {
+            registry.set_device_budget(&name, policy);
+        }
         let closed = Arc::new(ClosedEpochs::default());
         for (metric_id, epoch) in store.closed_epochs().await? {
             closed.insert(metric_id, epoch);

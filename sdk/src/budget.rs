@@ -97,6 +97,27 @@ impl BudgetPolicy {
         Ok(())
     }
 
+    /// The most reports of `epsilon` each that a ledger enforcing this policy
+    /// lets out within any interval of `seconds` (`0` = the device's whole
+    /// lifetime), with the ledger's own rounding. Every rolling window of
+    /// `window_seconds` holds at most `floor(window_epsilon / epsilon)` debits
+    /// and an interval of L seconds is covered by `ceil(L / window_seconds)`
+    /// windows; the lifetime budget caps the total. Invalid `epsilon` gives 0.
+    pub fn max_reports(&self, epsilon: f64, seconds: u64) -> u64 {
+        if check_amount("epsilon", epsilon).is_err() {
+            return 0;
+        }
+        let cost = debit_nanos(epsilon).max(1);
+        let lifetime = budget_nanos(self.lifetime_epsilon) / cost;
+        if seconds == 0 {
+            return lifetime;
+        }
+        let per_window = budget_nanos(self.window_epsilon) / cost;
+        per_window
+            .saturating_mul(seconds.div_ceil(self.window_seconds))
+            .min(lifetime)
+    }
+
     /// The tighter of two policies, field by field (smaller budgets, longer window).
     fn tightest(&self, other: &Self) -> Self {
         Self {
@@ -439,6 +460,36 @@ mod tests {
         let u = l.usage("m", T0 + 3 * DAY).unwrap();
         assert_eq!((u.lifetime_spent, u.available), (2.5, 0.0));
         assert!(l.debit("other", eps(0.1), T0).is_err());
+    }
+
+    #[test]
+    fn max_reports_is_what_a_greedy_device_gets() {
+        // A device that tries a report every second: the most it gets into any
+        // aligned interval of 250 s must equal the bound (3 per 100 s window,
+        // ceil(250 / 100) = 3 windows: 9), and its total must equal the
+        // lifetime bound floor(5.0 / 0.3) = 16.
+        let dir = tempfile::tempdir().unwrap();
+        let l = ledger(&dir);
+        let policy = BudgetPolicy::new(1.0, 100, 5.0).unwrap();
+        l.register("m", policy).unwrap();
+        let mut per_interval = [0u64; 8];
+        for t in 0..2_000u64 {
+            for _ in 0..4 {
+                if l.debit("m", eps(0.3), T0 + t).is_ok() {
+                    per_interval[(t / 250) as usize] += 1;
+                }
+            }
+        }
+        assert_eq!(
+            per_interval.iter().max(),
+            Some(&policy.max_reports(0.3, 250))
+        );
+        assert_eq!(policy.max_reports(0.3, 250), 9);
+        assert_eq!(per_interval.iter().sum::<u64>(), policy.max_reports(0.3, 0));
+        assert_eq!(policy.max_reports(0.3, 0), 16);
+        // Exact multiples fit exactly (the ledger's rounding), nonsense gives 0.
+        assert_eq!(policy.max_reports(0.1, 100), 10);
+        assert_eq!(policy.max_reports(f64::NAN, 100), 0);
     }
 
     #[test]

@@ -18,10 +18,20 @@
 //! case over the sampled subsets). Which attributes are sampled is drawn
 //! independently of the record's values, so sampling leaks nothing by itself.
 //!
+//! On a device, [`Schema::encode_on_device`] adds the two device-side guards:
+//! the [`DeviceLedger`] is debited for every fresh report before it is
+//! randomized, and attributes of memoized metrics ([`MetricSpec::memoize`])
+//! go through a [`Memo`]: an unchanged value gets its earlier report back
+//! (marked [`AttributeReport::reused`], not charged again), so repeated
+//! reporting never averages the noise away; a new value costs its epsilon.
+//! See [`crate::memo`] for what memoization does and does not protect.
+//!
 //! # Bad input
 //! An unknown attribute, a missing attribute, an unknown category label, a
 //! non-finite number, or (by default) a number outside `[lo, hi]` is a typed
-//! [`SchemaError`]; nothing is silently dropped or changed. With
+//! [`SchemaError`]; nothing is silently dropped or changed. Every value is
+//! checked, also those of attributes that sampling leaves out, before any
+//! randomness is drawn or budget spent. With
 //! [`Schema::with_clamping`], out-of-range numbers are clamped to the bounds and
 //! every clamp is listed in [`EncodedRecord::clamped`].
 //!
@@ -43,7 +53,9 @@ use std::collections::HashMap;
 
 use rand::RngExt;
 
+use crate::budget::DeviceLedger;
 use crate::mechanism::{Mechanism, MechanismSpec, Report};
+use crate::memo::Memo;
 use crate::metric::MetricSpec;
 use crate::{Epsilon, LdpRng};
 
@@ -125,6 +137,15 @@ pub enum SchemaError {
         /// What disagrees.
         reason: String,
     },
+    /// A memoized metric's attribute was encoded without a [`Memo`]: use
+    /// [`Schema::encode_on_device`].
+    #[error("attribute {0:?} is reported through a memoized metric: encode it with a memo")]
+    NeedsMemo(String),
+    /// The device's ledger refused the record's debit (typically
+    /// [`crate::Error::BudgetExhausted`]) or could not persist it; nothing was
+    /// randomized.
+    #[error("device privacy budget: {0}")]
+    Budget(crate::Error),
     /// [`Schema::bind`] found no published metric for an attribute.
     #[error("metric {0:?} is not published by the server")]
     NotPublished(String),
@@ -211,21 +232,11 @@ impl Attribute {
     /// mechanism is a frequency oracle (labels from the metric's categories, or
     /// the indices `0..d` as text when it has none), numeric otherwise (bounds
     /// from the mechanism). Validates the metric. A memoized metric
-    /// (`memoize = true`) is refused: a schema draws a fresh response for every
-    /// record, which would break the metric's published eps_inf (use
-    /// [`crate::memo::Memo`] directly for such metrics).
+    /// (`memoize = true`) can only be encoded with a [`Memo`]
+    /// ([`Schema::encode_on_device`]), which keeps its published eps_inf.
     pub fn from_metric(name: impl Into<String>, metric: MetricSpec) -> Result<Self, SchemaError> {
         let name = name.into();
         metric.validate()?;
-        if metric.memoize {
-            return Err(SchemaError::Mismatch {
-                attribute: name,
-                reason: format!(
-                    "metric {:?} is memoized, but a schema draws a fresh response per record",
-                    metric.name
-                ),
-            });
-        }
         let mechanism = metric.mechanism()?;
         let domain = match (mechanism.domain_size(), numeric_bounds(&metric.mechanism)) {
             (Some(d), _) => {
@@ -302,17 +313,36 @@ impl Attribute {
         self.metric.epsilon
     }
 
-    fn encode(
+    /// Whether the attribute's metric asks for memoized responses.
+    pub fn memoized(&self) -> bool {
+        self.metric.memoize
+    }
+
+    /// Randomizes a validated value.
+    fn randomize(&self, value: Canonical, rng: &mut LdpRng) -> crate::Result<Report> {
+        match value {
+            Canonical::Index(i) => self.mechanism.encode_index(i, rng),
+            Canonical::Number(x) => self.mechanism.encode_value(x, rng),
+        }
+    }
+
+    /// The memo's name for this attribute's metric: name and version, so a new
+    /// version (new parameters) never reuses a report made under the old one.
+    fn memo_metric(&self) -> String {
+        format!("{}@v{}", self.metric.name, self.metric.version)
+    }
+
+    /// Validates `value` against the domain (clamping numbers if `clamp`).
+    fn canonical(
         &self,
         value: &Value,
         clamp: bool,
-        rng: &mut LdpRng,
         clamped: &mut Vec<Clamped>,
-    ) -> Result<Report, SchemaError> {
+    ) -> Result<Canonical, SchemaError> {
         match (&self.domain, value) {
             (Domain::Categorical(labels), Value::Index(i)) => {
                 if (*i as usize) < labels.len() {
-                    Ok(self.mechanism.encode_index(*i, rng)?)
+                    Ok(Canonical::Index(*i))
                 } else {
                     Err(self.unknown_category(i.to_string()))
                 }
@@ -322,7 +352,7 @@ impl Attribute {
                     .label_index
                     .get(label.as_str())
                     .ok_or_else(|| self.unknown_category(label.clone()))?;
-                Ok(self.mechanism.encode_index(i, rng)?)
+                Ok(Canonical::Index(i))
             }
             (&Domain::Numeric { lo, hi }, &Value::Number(x)) => {
                 if !x.is_finite() {
@@ -348,7 +378,7 @@ impl Attribute {
                         clamped_to: v,
                     });
                 }
-                Ok(self.mechanism.encode_value(v, rng)?)
+                Ok(Canonical::Number(v))
             }
             (Domain::Categorical(_), Value::Number(_)) => Err(self.wrong_kind("number")),
             (Domain::Numeric { .. }, Value::Label(_)) => Err(self.wrong_kind("label")),
@@ -384,6 +414,32 @@ fn numeric_bounds(spec: &MechanismSpec) -> Option<(f64, f64)> {
         | MechanismSpec::Piecewise { lo, hi }
         | MechanismSpec::Hybrid { lo, hi } => Some((lo, hi)),
         _ => None,
+    }
+}
+
+/// A value checked against its attribute's domain, ready to randomize.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Canonical {
+    Index(u32),
+    Number(f64),
+}
+
+impl Canonical {
+    /// The bytes a [`Memo`] keys the value by (a tag and the exact bits, so
+    /// equal values, and only equal values, share a memoized report).
+    fn memo_key(self) -> [u8; 9] {
+        let mut key = [0u8; 9];
+        match self {
+            Self::Index(i) => {
+                key[0] = b'i';
+                key[1..5].copy_from_slice(&i.to_le_bytes());
+            }
+            Self::Number(x) => {
+                key[0] = b'n';
+                key[1..].copy_from_slice(&x.to_bits().to_le_bytes());
+            }
+        }
+        key
     }
 }
 
@@ -452,6 +508,19 @@ pub struct Clamped {
     pub clamped_to: f64,
 }
 
+/// What a device keeps across records (see [`Schema::encode_on_device`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Device<'a> {
+    /// Pays for every fresh report before it is randomized; `None` charges nothing.
+    pub ledger: Option<&'a DeviceLedger>,
+    /// Holds the memoized reports of memoized metrics (required if the schema
+    /// has one).
+    pub memo: Option<&'a Memo>,
+    /// The time of the record, seconds since the Unix epoch (for the ledger's
+    /// windows and the memo's entries).
+    pub now: u64,
+}
+
 /// One randomized report of one attribute, tagged with its metric.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttributeReport {
@@ -463,6 +532,9 @@ pub struct AttributeReport {
     pub metric_version: u32,
     /// The mechanism's output.
     pub report: Report,
+    /// `true` when this is the memoized report of an earlier record with the
+    /// same value: it reveals nothing new and was not charged again.
+    pub reused: bool,
 }
 
 /// The reports made from one record.
@@ -475,10 +547,12 @@ pub struct EncodedRecord {
 }
 
 impl EncodedRecord {
-    /// Sum of the epsilons of the reports: this record's privacy loss.
+    /// Sum of the epsilons of the fresh (not reused) reports: this record's
+    /// privacy loss.
     pub fn epsilon_spent(&self, schema: &Schema) -> f64 {
         self.reports
             .iter()
+            .filter(|r| !r.reused)
             .map(|r| schema.attributes[r.attribute].epsilon().get())
             .sum()
     }
@@ -601,7 +675,53 @@ impl Schema {
 
     /// Encodes a record given by attribute name. Every attribute of the schema
     /// must be present exactly once and no other; see the module docs for errors.
+    /// A schema with a memoized attribute needs [`Schema::encode_on_device`].
     pub fn encode(&self, record: &Record, rng: &mut LdpRng) -> Result<EncodedRecord, SchemaError> {
+        let values = self.order(record)?;
+        self.encode_with(|i| values[i], rng, None)
+    }
+
+    /// Encodes a record given positionally: `values[i]` is the value of
+    /// attribute `i`. The fast path for simulations (no name lookups).
+    pub fn encode_values(
+        &self,
+        values: &[Value],
+        rng: &mut LdpRng,
+    ) -> Result<EncodedRecord, SchemaError> {
+        self.check_len(values)?;
+        self.encode_with(|i| &values[i], rng, None)
+    }
+
+    /// [`Schema::encode`] on a device that keeps a privacy-budget ledger and a
+    /// memo (see [`Device`]): memoized attributes reuse the report of an
+    /// unchanged value; the fresh reports are debited from the ledger, all or
+    /// nothing and durably, *before* anything is randomized. A refused debit is
+    /// [`SchemaError::Budget`] and changes nothing; every error leaves the
+    /// ledger and memo as they were, except a failure to persist the memo after
+    /// a successful debit (budget lost, nothing revealed).
+    pub fn encode_on_device(
+        &self,
+        record: &Record,
+        rng: &mut LdpRng,
+        device: &Device<'_>,
+    ) -> Result<EncodedRecord, SchemaError> {
+        let values = self.order(record)?;
+        self.encode_with(|i| values[i], rng, Some(device))
+    }
+
+    /// [`Schema::encode_on_device`] with the values in schema order.
+    pub fn encode_values_on_device(
+        &self,
+        values: &[Value],
+        rng: &mut LdpRng,
+        device: &Device<'_>,
+    ) -> Result<EncodedRecord, SchemaError> {
+        self.check_len(values)?;
+        self.encode_with(|i| &values[i], rng, Some(device))
+    }
+
+    /// The record's values in schema order.
+    fn order<'r>(&self, record: &'r Record) -> Result<Vec<&'r Value>, SchemaError> {
         let mut ordered: Vec<Option<&Value>> = vec![None; self.attributes.len()];
         for (name, value) in &record.values {
             let i = self
@@ -615,47 +735,98 @@ impl Schema {
         for (a, v) in self.attributes.iter().zip(ordered) {
             values.push(v.ok_or_else(|| SchemaError::MissingAttribute(a.name.clone()))?);
         }
-        self.encode_with(|i| values[i], rng)
+        Ok(values)
     }
 
-    /// Encodes a record given positionally: `values[i]` is the value of
-    /// attribute `i`. The fast path for simulations (no name lookups).
-    pub fn encode_values(
-        &self,
-        values: &[Value],
-        rng: &mut LdpRng,
-    ) -> Result<EncodedRecord, SchemaError> {
-        if values.len() != self.attributes.len() {
-            return Err(SchemaError::Mismatch {
-                attribute: String::new(),
-                reason: format!(
-                    "{} values for {} attributes",
-                    values.len(),
-                    self.attributes.len()
-                ),
-            });
+    fn check_len(&self, values: &[Value]) -> Result<(), SchemaError> {
+        if values.len() == self.attributes.len() {
+            return Ok(());
         }
-        self.encode_with(|i| &values[i], rng)
+        Err(SchemaError::Mismatch {
+            attribute: String::new(),
+            reason: format!(
+                "{} values for {} attributes",
+                values.len(),
+                self.attributes.len()
+            ),
+        })
     }
 
+    /// Validates every value (sampled or not), then chooses the attributes,
+    /// looks up memoized reports, debits the fresh ones and randomizes them.
     fn encode_with<'v>(
         &self,
         value_of: impl Fn(usize) -> &'v Value,
         rng: &mut LdpRng,
+        device: Option<&Device<'_>>,
     ) -> Result<EncodedRecord, SchemaError> {
+        let memo = device.and_then(|d| d.memo);
+        let mut canonical = Vec::with_capacity(self.attributes.len());
+        let mut clamps = Vec::new();
+        for (i, a) in self.attributes.iter().enumerate() {
+            if a.memoized() && memo.is_none() {
+                return Err(SchemaError::NeedsMemo(a.name.clone()));
+            }
+            let mut clamped = Vec::new();
+            canonical.push(a.canonical(value_of(i), self.clamp, &mut clamped)?);
+            clamps.extend(clamped.into_iter().map(|c| (i, c)));
+        }
         let chosen = self.choose(rng);
-        let mut clamped = Vec::new();
-        let mut reports = Vec::with_capacity(chosen.len());
-        for i in chosen {
+        let mut prior = Vec::with_capacity(chosen.len());
+        for &i in &chosen {
             let a = &self.attributes[i];
-            let report = a.encode(value_of(i), self.clamp, rng, &mut clamped)?;
+            prior.push(match memo {
+                Some(memo) if a.memoized() => {
+                    memo.lookup(&a.memo_metric(), &canonical[i].memo_key())
+                }
+                _ => None,
+            });
+        }
+        if let Some(ledger) = device.and_then(|d| d.ledger) {
+            let debits: Vec<(&str, Epsilon)> = chosen
+                .iter()
+                .zip(&prior)
+                .filter(|(_, p)| p.is_none())
+                .map(|(&i, _)| {
+                    let a = &self.attributes[i];
+                    (a.metric.name.as_str(), a.epsilon())
+                })
+                .collect();
+            if !debits.is_empty() {
+                let now = device.map_or(0, |d| d.now);
+                ledger
+                    .debit_all(&debits, now)
+                    .map_err(SchemaError::Budget)?;
+            }
+        }
+        let mut reports = Vec::with_capacity(chosen.len());
+        for (&i, prior) in chosen.iter().zip(prior) {
+            let a = &self.attributes[i];
+            let (report, reused) = match (prior, memo) {
+                (Some(report), _) => (report, true),
+                (None, Some(memo)) if a.memoized() => {
+                    let now = device.map_or(0, |d| d.now);
+                    let key = canonical[i].memo_key();
+                    let m = memo.report_with(&a.memo_metric(), &key, a.epsilon(), now, || {
+                        a.randomize(canonical[i], rng)
+                    })?;
+                    (m.report, m.reused)
+                }
+                _ => (a.randomize(canonical[i], rng)?, false),
+            };
             reports.push(AttributeReport {
                 attribute: i,
                 metric_id: a.metric.metric_id,
                 metric_version: a.metric.version,
                 report,
+                reused,
             });
         }
+        let clamped = clamps
+            .into_iter()
+            .filter(|(i, _)| chosen.binary_search(i).is_ok())
+            .map(|(_, c)| c)
+            .collect();
         Ok(EncodedRecord { reports, clamped })
     }
 
@@ -933,17 +1104,196 @@ mod tests {
         ));
     }
 
-    /// Regression: a metric published with `memoize = true` was accepted, and the
-    /// schema (and so `Client`) then drew a fresh response for every record,
-    /// while the server reports eps_inf = epsilon per report for that metric:
-    /// repeated reports of one value averaged the noise away under a false claim.
+    /// Regression: a metric published with `memoize = true` was encoded with a
+    /// fresh response for every record, while the server reports eps_inf =
+    /// epsilon per report for it: repeated reports of one value averaged the
+    /// noise away under a false claim. Without a memo it is now refused.
     #[test]
-    fn memoized_metrics_are_refused_because_schemas_do_not_memoize() {
+    fn memoized_metrics_need_a_memo() {
         let mut spec = MetricSpec::new("m", eps(1.0), MechanismSpec::Grr { domain_size: 3 });
         spec.memoize = true;
-        assert!(matches!(
-            Attribute::from_metric("a", spec),
-            Err(SchemaError::Mismatch { .. })
-        ));
+        let s = Schema::new(vec![Attribute::from_metric("a", spec).unwrap(), size()]).unwrap();
+        let record = Record::new().with("a", Value::Index(1)).with("size", "M");
+        let mut rng = LdpRng::seeded_for_simulation(3);
+        let err = s.encode(&record, &mut rng).unwrap_err();
+        assert_eq!(err, SchemaError::NeedsMemo("a".into()));
+        let device = Device {
+            ledger: None,
+            memo: None,
+            now: 0,
+        };
+        assert_eq!(
+            s.encode_on_device(&record, &mut rng, &device).unwrap_err(),
+            err
+        );
+    }
+
+    struct OnDevice {
+        _dir: tempfile::TempDir,
+        ledger: crate::budget::DeviceLedger,
+        memo: crate::memo::Memo,
+        memo_path: std::path::PathBuf,
+    }
+
+    fn on_device(lifetime: f64) -> OnDevice {
+        use crate::budget::{BudgetPolicy, DeviceLedger};
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = DeviceLedger::open(dir.path().join("ledger.json")).unwrap();
+        for m in ["app.pick", "app.size", "app.score"] {
+            ledger
+                .register(m, BudgetPolicy::new(lifetime, 86_400, lifetime).unwrap())
+                .unwrap();
+        }
+        let memo_path = dir.path().join("memo.json");
+        let memo = crate::memo::Memo::open(&memo_path, &secret()).unwrap();
+        OnDevice {
+            _dir: dir,
+            ledger,
+            memo,
+            memo_path,
+        }
+    }
+
+    fn secret() -> crate::mechanism::rappor::DeviceSecret {
+        crate::mechanism::rappor::DeviceSecret::generate(&mut LdpRng::seeded_for_simulation(99))
+    }
+
+    /// A memoized GRR metric (d = 64) and a numeric one beside a fresh one.
+    fn memo_schema() -> Schema {
+        let mut pick =
+            MetricSpec::new("app.pick", eps(1.0), MechanismSpec::Grr { domain_size: 64 });
+        pick.memoize = true;
+        let mut score = MetricSpec::new(
+            "app.score",
+            eps(1.0),
+            MechanismSpec::Duchi { lo: 0.0, hi: 1.0 },
+        );
+        score.memoize = true;
+        Schema::new(vec![
+            Attribute::from_metric("pick", pick).unwrap(),
+            size(),
+            Attribute::from_metric("score", score).unwrap(),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn unchanged_values_reuse_their_report_and_are_charged_once() {
+        let d = on_device(1e6);
+        let s = memo_schema();
+        let mut rng = LdpRng::seeded_for_simulation(5);
+        let device = Device {
+            ledger: Some(&d.ledger),
+            memo: Some(&d.memo),
+            now: 1_700_000_000,
+        };
+        let record = |pick: u32, score: f64| {
+            Record::new()
+                .with("pick", Value::Index(pick))
+                .with("size", "M")
+                .with("score", score)
+        };
+        let first = s
+            .encode_on_device(&record(7, 0.25), &mut rng, &device)
+            .unwrap();
+        assert!(first.reports.iter().all(|r| !r.reused));
+        assert_eq!(first.epsilon_spent(&s), 2.5);
+        // 10,000 further records with the same values: GRR at eps = 1 over 64
+        // values keeps the true value with probability e / (e + 63) ~ 0.04, so
+        // fresh responses would differ from the first with probability ~0.96
+        // each; memoized ones never do.
+        // (The loop runs without the ledger: each charged record is an fsync.)
+        let memo_only = Device {
+            ledger: None,
+            ..device
+        };
+        for i in 0..10_000 {
+            let device = if i < 2 { &device } else { &memo_only };
+            let again = s
+                .encode_on_device(&record(7, 0.25), &mut rng, device)
+                .unwrap();
+            assert_eq!(again.reports[0].report, first.reports[0].report);
+            assert_eq!(again.reports[2].report, first.reports[2].report);
+            assert!(again.reports[0].reused && again.reports[2].reused);
+            assert!(!again.reports[1].reused);
+            assert_eq!(again.epsilon_spent(&s), 0.5);
+        }
+        let now = 1_700_000_000;
+        assert_eq!(d.ledger.usage("app.pick", now).unwrap().lifetime_spent, 1.0);
+        assert_eq!(
+            d.ledger.usage("app.score", now).unwrap().lifetime_spent,
+            1.0
+        );
+        assert_eq!(d.ledger.usage("app.size", now).unwrap().lifetime_spent, 1.5);
+        // A changed value is fresh and charged; the exact bits of a number count.
+        let changed = s
+            .encode_on_device(&record(8, 0.25 + 1e-12), &mut rng, &device)
+            .unwrap();
+        assert!(!changed.reports[0].reused && !changed.reports[2].reused);
+        assert_eq!(d.ledger.usage("app.pick", now).unwrap().lifetime_spent, 2.0);
+        // The memo survives a restart (same device secret).
+        let OnDevice {
+            _dir,
+            ledger,
+            memo,
+            memo_path,
+        } = d;
+        drop(memo);
+        let memo = crate::memo::Memo::open(&memo_path, &secret()).unwrap();
+        let device = Device {
+            ledger: Some(&ledger),
+            memo: Some(&memo),
+            now,
+        };
+        let after = s
+            .encode_on_device(&record(7, 0.25), &mut rng, &device)
+            .unwrap();
+        assert_eq!(after.reports[0].report, first.reports[0].report);
+        assert!(after.reports[0].reused);
+    }
+
+    #[test]
+    fn a_refused_debit_changes_nothing() {
+        // Lifetime 1.5 per metric: the first record (pick 1.0 + size 0.5 + score
+        // 1.0) fits; a second with new values needs pick 1.0 more: refused.
+        let d = on_device(1.5);
+        let s = memo_schema();
+        let mut rng = LdpRng::seeded_for_simulation(6);
+        let device = Device {
+            ledger: Some(&d.ledger),
+            memo: Some(&d.memo),
+            now: 10,
+        };
+        let record = |pick: u32| {
+            Record::new()
+                .with("pick", Value::Index(pick))
+                .with("size", "S")
+                .with("score", 0.5)
+        };
+        s.encode_on_device(&record(1), &mut rng, &device).unwrap();
+        let before = std::fs::read(&d.memo_path).unwrap();
+        let err = s
+            .encode_on_device(&record(2), &mut rng, &device)
+            .unwrap_err();
+        assert!(
+            matches!(err, SchemaError::Budget(crate::Error::BudgetExhausted(_))),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&d.memo_path).unwrap(), before);
+        assert_eq!(d.memo.len("app.pick@v0"), 1);
+        assert_eq!(d.ledger.usage("app.size", 10).unwrap().lifetime_spent, 0.5);
+        // Bad input anywhere, even in an attribute sampling leaves out, spends nothing.
+        let sampled = memo_schema().with_sampling(1).unwrap();
+        for _ in 0..20 {
+            let bad = Record::new()
+                .with("pick", Value::Index(1))
+                .with("size", "XXL")
+                .with("score", 0.5);
+            assert!(matches!(
+                sampled.encode_on_device(&bad, &mut rng, &device),
+                Err(SchemaError::UnknownCategory { .. })
+            ));
+        }
+        assert_eq!(d.ledger.usage("app.size", 10).unwrap().lifetime_spent, 0.5);
     }
 }

@@ -22,6 +22,7 @@ use ldp_proto::v1 as pb;
 use pb::mechanism::Kind;
 use pb::report::Payload;
 
+use crate::budget::BudgetPolicy;
 use crate::mechanism::{MechanismSpec, Report};
 use crate::{Epsilon, Error, Result, metric};
 
@@ -73,6 +74,26 @@ pub fn metric_from_proto(spec: pb::MetricSpec) -> Result<metric::MetricSpec> {
         memoize: spec.memoize,
         created_at: spec.created_at,
     })
+}
+
+/// Converts a metric's device budget to its protobuf form.
+pub fn device_budget_to_proto(metric: &str, policy: &BudgetPolicy) -> pb::DeviceBudget {
+    pb::DeviceBudget {
+        metric: metric.to_owned(),
+        window_epsilon: policy.window_epsilon,
+        window_seconds: policy.window_seconds,
+        lifetime_epsilon: policy.lifetime_epsilon,
+    }
+}
+
+/// Converts a published device budget to (metric name, validated policy).
+pub fn device_budget_from_proto(budget: &pb::DeviceBudget) -> Result<(String, BudgetPolicy)> {
+    let policy = BudgetPolicy::new(
+        budget.window_epsilon,
+        budget.window_seconds,
+        budget.lifetime_epsilon,
+    )?;
+    Ok((budget.metric.clone(), policy))
 }
 
 /// Converts a mechanism spec to its protobuf form.

@@ -46,6 +46,9 @@ pub struct MetricPrivacy {
     pub epoch_seconds: u64,
     /// The device budget for the metric, when the server knows it.
     pub device_budget: Option<BudgetPolicy>,
+    /// The most fresh reports a device enforcing `device_budget` sends per
+    /// epoch ([`BudgetPolicy::max_reports`]); `None` without a budget.
+    pub reports_per_device: Option<u64>,
 }
 
 /// One central release, as the report shows it.
@@ -160,8 +163,11 @@ impl PrivacyReport {
         for m in &self.metrics {
             let budget = m.device_budget.map_or("not recorded".to_owned(), |b| {
                 format!(
-                    "{} per {} s, lifetime {}",
-                    b.window_epsilon, b.window_seconds, b.lifetime_epsilon
+                    "{} per {} s, lifetime {}; at most {} fresh reports per device per epoch",
+                    b.window_epsilon,
+                    b.window_seconds,
+                    b.lifetime_epsilon,
+                    m.reports_per_device.unwrap_or(0)
                 )
             });
             h += &format!(
@@ -270,6 +276,7 @@ fn metric_privacy(spec: &MetricSpec, device_budget: Option<BudgetPolicy>) -> Met
         eps_inf_basis: basis,
         epoch_seconds: spec.epoch_seconds,
         device_budget,
+        reports_per_device: device_budget.map(|b| b.max_reports(eps, spec.epoch_seconds)),
     }
 }
 

@@ -91,6 +91,7 @@ pub async fn set_device_budget(
         .store
         .set_device_budget(&metric.spec.name, policy, unix_now())
         .await?;
+    state.registry.set_device_budget(&metric.spec.name, policy);
     tracing::info!(metric = %metric.spec.name, ?policy, "device budget set");
     Ok(pb::SetDeviceBudgetResponse {})
 }

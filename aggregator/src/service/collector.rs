@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use ldp_proto::v1 as pb;
+use ldp_sdk::wire;
 use tonic::{Request, Response, Status};
 
 use super::State;
@@ -31,21 +32,25 @@ impl pb::collector_server::Collector for Collector {
     ) -> Result<Response<pb::GetMetricsResponse>, Status> {
         let names = request.into_inner().names;
         let registry = &self.state.registry;
-        let metrics = if names.is_empty() {
-            registry
-                .list(false)
-                .iter()
-                .map(|p| p.proto.clone())
-                .collect()
+        let published = if names.is_empty() {
+            registry.list(false)
         } else {
             names
                 .iter()
-                .map(|name| registry.by_name(name, 0).map(|p| p.proto.clone()))
+                .map(|name| registry.by_name(name, 0))
                 .collect::<Result<Vec<_>, ServiceError>>()?
         };
+        let device_budgets = published
+            .iter()
+            .filter_map(|p| {
+                p.device_budget()
+                    .map(|b| wire::device_budget_to_proto(&p.spec.name, &b))
+            })
+            .collect();
         Ok(Response::new(pb::GetMetricsResponse {
-            metrics,
+            metrics: published.iter().map(|p| p.proto.clone()).collect(),
             server_time: unix_now(),
+            device_budgets,
         }))
     }
 

@@ -33,9 +33,17 @@
 //! Each report has its attribute's epsilon; a record costs the sum over the
 //! attributes reported (see [`crate::schema`]). With a
 //! [`ClientConfig::device_ledger`], that cost is debited from the device's
-//! [`DeviceLedger`] (one all-or-nothing durable write per record, every report
-//! at its full epsilon, memoized or not) *before* the reports enter the queue;
-//! a refused debit is [`ClientError::Budget`] and queues nothing. [`Client::connect`] draws all
+//! [`DeviceLedger`] (one all-or-nothing durable write per record) *before*
+//! anything is randomized or queued; a refused debit is [`ClientError::Budget`]
+//! and queues nothing. The operator's device budgets published with the metrics
+//! (`Admin.SetDeviceBudget`) are registered in the ledger at connect; the
+//! ledger keeps the tighter of a stored and a published budget, so a server can
+//! tighten but never loosen what the device enforces.
+//!
+//! Metrics published with `memoize = true` need a [`ClientConfig::memo`]: an
+//! unchanged value is sent again as its memoized report (free: nothing new is
+//! revealed), a new value gets a fresh, charged report that is memoized
+//! durably before it is queued (see [`crate::memo`] for what this protects). [`Client::connect`] draws all
 //! randomness from [`LdpRng::from_os`]; [`Client::connect_with_rng`] exists for
 //! simulations with [`LdpRng::seeded_for_simulation`].
 //!
@@ -65,11 +73,12 @@ use tokio::task::JoinHandle;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::LdpRng;
 use crate::budget::DeviceLedger;
+use crate::memo::Memo;
 use crate::metric::MetricSpec;
-use crate::schema::{Clamped, EncodedRecord, Record, Schema, SchemaError, Value};
+use crate::schema::{Clamped, Device, EncodedRecord, Record, Schema, SchemaError, Value};
 use crate::wire::{self, ReportHeader};
-use crate::{Epsilon, LdpRng};
 use queue::Queue;
 
 /// Largest gRPC message the client encodes or decodes.
@@ -197,6 +206,9 @@ pub struct ClientConfig {
     /// debited (durably) before they are queued, and a refused debit queues
     /// nothing. Every metric of the schema needs a registered budget.
     pub device_ledger: Option<Arc<DeviceLedger>>,
+    /// The device's memo of responses, required when a metric of the schema is
+    /// memoized.
+    pub memo: Option<Arc<Memo>>,
 }
 
 impl ClientConfig {
@@ -212,6 +224,7 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(10),
             flush_timeout: Duration::from_secs(60),
             device_ledger: None,
+            memo: None,
         }
     }
 
@@ -219,6 +232,13 @@ impl ClientConfig {
     /// [`ClientConfig::device_ledger`]).
     pub fn with_device_ledger(mut self, ledger: Arc<DeviceLedger>) -> Self {
         self.device_ledger = Some(ledger);
+        self
+    }
+
+    /// Memoizes the responses of memoized metrics in `memo` (see
+    /// [`ClientConfig::memo`]).
+    pub fn with_memo(mut self, memo: Arc<Memo>) -> Self {
+        self.memo = Some(memo);
         self
     }
 }
@@ -247,8 +267,11 @@ pub struct ClientStats {
 pub struct Recorded {
     /// Reports queued for it.
     pub reports: usize,
-    /// Its privacy loss: the sum of the epsilons of those reports.
+    /// Its privacy loss: the sum of the epsilons of the fresh reports (what the
+    /// ledger was charged).
     pub epsilon: f64,
+    /// Reports that are memoized reports of unchanged values (free).
+    pub reused: usize,
     /// Numbers clamped to their bounds (only with clamping enabled in the schema).
     pub clamped: Vec<Clamped>,
 }
@@ -356,6 +379,14 @@ impl Client {
             .map(wire::metric_from_proto)
             .collect::<Result<Vec<MetricSpec>, _>>()?;
         schema.bind(&specs)?;
+        if config.memo.is_none()
+            && let Some(a) = schema.attributes().iter().find(|a| a.memoized())
+        {
+            return Err(SchemaError::NeedsMemo(a.name().to_owned()).into());
+        }
+        if let Some(ledger) = &config.device_ledger {
+            register_budgets(ledger, &schema, &published.device_budgets)?;
+        }
         let (progress, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             config,
@@ -385,41 +416,53 @@ impl Client {
     /// Randomizes `record` and queues its reports. Returns once they are in the
     /// queue's log; sending happens in the background.
     pub fn record(&self, record: &Record) -> Result<Recorded, ClientError> {
-        let (encoded, unix_time) = {
-            let mut enc = lock(&self.shared.encoder);
-            let Encoder {
-                schema,
-                rng,
-                clock_offset,
-            } = &mut *enc;
-            (schema.encode(record, rng)?, unix_now() + *clock_offset)
-        };
-        self.enqueue(encoded, unix_time)
+        self.encode_and_enqueue(|schema, rng, device| schema.encode_on_device(record, rng, device))
     }
 
     /// [`Client::record`] with the values in schema order (no name lookups).
     pub fn record_values(&self, values: &[Value]) -> Result<Recorded, ClientError> {
-        let (encoded, unix_time) = {
-            let mut enc = lock(&self.shared.encoder);
-            let Encoder {
-                schema,
-                rng,
-                clock_offset,
-            } = &mut *enc;
-            (
-                schema.encode_values(values, rng)?,
-                unix_now() + *clock_offset,
-            )
-        };
-        self.enqueue(encoded, unix_time)
+        self.encode_and_enqueue(|schema, rng, device| {
+            schema.encode_values_on_device(values, rng, device)
+        })
     }
 
-    fn enqueue(&self, encoded: EncodedRecord, unix_time: i64) -> Result<Recorded, ClientError> {
-        let mut epsilon = 0.0;
+    /// Encodes (debiting the ledger, consulting the memo) and queues, under the
+    /// encoder lock so that records are charged and queued in one order.
+    fn encode_and_enqueue(
+        &self,
+        encode: impl FnOnce(&Schema, &mut LdpRng, &Device<'_>) -> Result<EncodedRecord, SchemaError>,
+    ) -> Result<Recorded, ClientError> {
+        let config = &self.shared.config;
+        let mut enc = lock(&self.shared.encoder);
+        let Encoder {
+            schema,
+            rng,
+            clock_offset,
+        } = &mut *enc;
+        let unix_time = unix_now() + *clock_offset;
+        let device = Device {
+            ledger: config.device_ledger.as_deref(),
+            memo: config.memo.as_deref(),
+            now: u64::try_from(unix_now()).unwrap_or(0),
+        };
+        let encoded = encode(schema, rng, &device).map_err(|e| match e {
+            SchemaError::Budget(e) => ClientError::Budget(e),
+            e => ClientError::Schema(e),
+        })?;
+        let epsilon = encoded.epsilon_spent(schema);
+        drop(enc);
+        self.enqueue(encoded, epsilon, unix_time)
+    }
+
+    fn enqueue(
+        &self,
+        encoded: EncodedRecord,
+        epsilon: f64,
+        unix_time: i64,
+    ) -> Result<Recorded, ClientError> {
         let mut reports = Vec::with_capacity(encoded.reports.len());
         for r in &encoded.reports {
             let spec = &self.shared.metrics[r.attribute];
-            epsilon += spec.epsilon.get();
             let header = ReportHeader {
                 metric_id: r.metric_id,
                 metric_version: r.metric_version,
@@ -428,23 +471,7 @@ impl Client {
             reports.push(wire::report_to_proto(header, &r.report)?);
         }
         let n = reports.len();
-        if let Some(ledger) = &self.shared.config.device_ledger {
-            // Durable before the reports can reach the queue (and the network);
-            // a crash between the debit and the append loses budget, never
-            // privacy.
-            let debits: Vec<(&str, Epsilon)> = encoded
-                .reports
-                .iter()
-                .map(|r| {
-                    let spec = &self.shared.metrics[r.attribute];
-                    (spec.name.as_str(), spec.epsilon)
-                })
-                .collect();
-            let now = u64::try_from(unix_now()).unwrap_or(0);
-            ledger
-                .debit_all(&debits, now)
-                .map_err(ClientError::Budget)?;
-        }
+        let reused = encoded.reports.iter().filter(|r| r.reused).count();
         let sealed = {
             let mut outbox = lock(&self.shared.outbox);
             outbox.queue.append(reports)?;
@@ -467,6 +494,7 @@ impl Client {
         Ok(Recorded {
             reports: n,
             epsilon,
+            reused,
             clamped: encoded.clamped,
         })
     }
@@ -616,6 +644,28 @@ async fn send_batch(
             }
         }
     }
+}
+
+/// Registers the published device budgets of the schema's metrics in the
+/// ledger (which keeps the tighter of a stored and a published budget).
+fn register_budgets(
+    ledger: &DeviceLedger,
+    schema: &Schema,
+    published: &[pb::DeviceBudget],
+) -> Result<(), ClientError> {
+    for budget in published {
+        let (metric, policy) = wire::device_budget_from_proto(budget)?;
+        if schema
+            .attributes()
+            .iter()
+            .any(|a| a.metric().name == metric)
+        {
+            ledger
+                .register(&metric, policy)
+                .map_err(ClientError::Budget)?;
+        }
+    }
+    Ok(())
 }
 
 fn unix_now() -> i64 {

@@ -52,6 +52,7 @@ impl Collector for Mock {
         Ok(Response::new(pb::GetMetricsResponse {
             metrics,
             server_time: unix_now(),
+            device_budgets: Vec::new(),
         }))
     }
 

@@ -298,3 +298,133 @@ async fn client_debits_the_device_ledger_before_queueing() -> anyhow::Result<()>
     assert!(matches!(err, ldp_sdk::Error::BudgetExhausted(_)), "{err:?}");
     server.stop().await
 }
+
+/// Issue 8 over real gRPC: the operator's device budget (`SetDeviceBudget`)
+/// reaches the device through `GetMetrics` and its ledger enforces it; a
+/// memoized metric is sent as the same report for an unchanged value, charged
+/// once; estimates state eps_inf and the reports per device that the budget
+/// allows.
+#[tokio::test]
+async fn published_device_budgets_and_memoized_reports() -> anyhow::Result<()> {
+    use std::sync::Arc;
+
+    use ldp_sdk::budget::{BudgetPolicy, DeviceLedger};
+    use ldp_sdk::client::{ClientConfig, ClientError};
+    use ldp_sdk::mechanism::rappor::DeviceSecret;
+    use ldp_sdk::memo::Memo;
+    use ldp_sdk::schema::{Attribute, Record, Schema, SchemaError};
+
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start(dir.path()).await?;
+    let mut spec = MetricSpec::new(
+        "app.pick",
+        Epsilon::new(1.0)?,
+        MechanismSpec::Grr { domain_size: 64 },
+    )
+    .with_epoch_seconds(86_400);
+    spec.memoize = true;
+    server.create_metric(&spec).await?;
+    // Window 2.0 per day, lifetime 3.0: with epsilon 1 per report and daily
+    // epochs, a device sends at most floor(2 / 1) * ceil(86400 / 86400) = 2
+    // fresh reports per epoch.
+    server
+        .admin()
+        .await?
+        .set_device_budget(pb::SetDeviceBudgetRequest {
+            metric: "app.pick".into(),
+            window_epsilon: 2.0,
+            window_seconds: 86_400,
+            lifetime_epsilon: 3.0,
+        })
+        .await?;
+    let schema = || -> anyhow::Result<Schema> {
+        Ok(Schema::new(vec![Attribute::from_metric(
+            "pick",
+            spec.clone(),
+        )?])?)
+    };
+    let queue = dir.path().join("queue");
+
+    // A memoized metric without a memo is refused at connect.
+    let config = ClientConfig::new(server.url.clone(), &queue);
+    let err = ldp_sdk::Client::connect(config, schema()?)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::Schema(SchemaError::NeedsMemo(_))),
+        "{err:?}"
+    );
+
+    // No local budget: the published one is registered and enforced.
+    let ledger = Arc::new(DeviceLedger::open(dir.path().join("ledger.json"))?);
+    let mut rng = LdpRng::seeded_for_simulation(8);
+    let memo = Arc::new(Memo::open(
+        dir.path().join("memo.json"),
+        &DeviceSecret::generate(&mut rng),
+    )?);
+    let config = ClientConfig::new(server.url.clone(), &queue)
+        .with_device_ledger(Arc::clone(&ledger))
+        .with_memo(Arc::clone(&memo));
+    let client = ldp_sdk::Client::connect_with_rng(config, schema()?, rng).await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    assert_eq!(
+        ledger.usage("app.pick", now)?.policy,
+        BudgetPolicy::new(2.0, 86_400, 3.0)?
+    );
+    let pick = |i: u32| Record::new().with("pick", ldp_sdk::schema::Value::Index(i));
+    let first = client.record(&pick(5))?;
+    assert_eq!((first.epsilon, first.reused), (1.0, 0));
+    for _ in 0..50 {
+        let again = client.record(&pick(5))?;
+        assert_eq!((again.epsilon, again.reused), (0.0, 1));
+    }
+    client.record(&pick(6))?;
+    // A third distinct value would exceed the window budget of 2.0.
+    let refused = client.record(&pick(7)).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            ClientError::Budget(ldp_sdk::Error::BudgetExhausted(_))
+        ),
+        "{refused:?}"
+    );
+    client.flush().await?;
+    client.close().await?;
+    assert_eq!(ledger.usage("app.pick", now)?.lifetime_spent, 2.0);
+
+    // 52 reports arrived, and the 51 of value 5 are one memoized report: they
+    // all land on one index (fresh GRR reports at eps 1 over 64 values would
+    // spread over ~35 indices).
+    let estimate = server.frequencies("app.pick").await?;
+    assert_eq!(estimate.reports, 52);
+    let g = estimate.guarantee.expect("guarantee");
+    assert_eq!(
+        (
+            g.epsilon_per_report,
+            g.epsilon_lifetime,
+            g.reports_per_device
+        ),
+        (1.0, 1.0, 2)
+    );
+    let raw = estimate_counts(&server).await?;
+    assert!(raw.iter().any(|&c| c >= 51), "{raw:?}");
+    server.stop().await
+}
+
+/// The per-index report counts of `app.pick`, recovered from the unbiased
+/// GRR estimates (n_v = c_v (p - q) + n q is an integer count).
+async fn estimate_counts(server: &TestServer) -> anyhow::Result<Vec<u64>> {
+    let estimate = server.frequencies("app.pick").await?;
+    let eps: f64 = 1.0;
+    let d = 64.0;
+    let p = eps.exp() / (eps.exp() + d - 1.0);
+    let q = 1.0 / (eps.exp() + d - 1.0);
+    let n = estimate.reports as f64;
+    Ok(estimate
+        .values
+        .iter()
+        .map(|v| (v.estimate * (p - q) + n * q).round() as u64)
+        .collect())
+}
