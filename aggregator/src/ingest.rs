@@ -6,12 +6,14 @@
 //! (metric id, version), an epoch that is not closed (`FAILED_PRECONDITION`) and
 //! is plausible (0 for single-epoch metrics; otherwise not before the metric's
 //! creation and at most one epoch ahead of the server clock), and a payload that
-//! the metric's SDK [`Mechanism`](ldp_sdk::mechanism::Mechanism) accepts
-//! (`Mechanism::accumulate` validates and counts in one step). The first bad
-//! report fails the whole batch with its index and reason; the batch's
-//! statistics are aggregated in memory into one delta per (metric, version,
-//! epoch), so storage work does not grow with the number of reports; the
-//! deltas of one batch may hold at most [`MAX_BATCH_CELLS`] counters
+//! the metric's SDK [`Mechanism`](ldp_sdk::mechanism::Mechanism) accepts. The
+//! first bad report fails the whole batch with its index and reason; the
+//! batch's statistics are aggregated in memory into one [`Delta`](crate::store::Delta)
+//! per (metric, version, epoch) holding only the counters the batch touched
+//! ([`delta`]), so neither memory nor storage work grows with the metric's
+//! table: a one-report batch of an OLH metric with millions of counters costs
+//! one counter. Dense per-key tables, kept for small metrics and unary
+//! mechanisms, may hold at most [`MAX_BATCH_CELLS`] counters per batch
 //! (`RESOURCE_EXHAUSTED`), so memory does not grow with reports x epochs.
 //!
 //! # Group commit ([`writer`])
@@ -27,10 +29,10 @@
 //! A batch retried after its epoch was closed gets `FAILED_PRECONDITION`, even if
 //! an earlier attempt had been stored.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use ldp_proto::v1 as pb;
-use ldp_sdk::estimate::Stats;
 use ldp_sdk::wire;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
@@ -39,18 +41,21 @@ use crate::error::ServiceError;
 use crate::registry::{ClosedEpochs, Registry};
 use crate::store::{BatchDelta, StatsKey, Store};
 use crate::telemetry::Telemetry;
+use delta::DeltaBuilder;
+
+pub mod delta;
 
 /// Shortest accepted batch id, in bytes.
 pub const MIN_BATCH_ID_LEN: usize = 16;
 /// Longest accepted batch id, in bytes.
 pub const MAX_BATCH_ID_LEN: usize = 64;
-/// Most statistics counters one batch may touch, summed over its distinct
-/// (metric, version, epoch) keys: 2^25 counters, 256 MiB, i.e. two keys of the
-/// largest metric (every mechanism keeps at most 2^24 counters), so a batch
-/// straddling one epoch boundary always fits. Validation aggregates a batch
-/// into one dense delta per key, so without this bound a batch naming a
-/// different epoch in every report would allocate reports x counters. Larger
-/// batches get `RESOURCE_EXHAUSTED`.
+/// Most counters of dense per-key tables one batch may allocate, summed over
+/// its distinct (metric, version, epoch) keys: 2^25 counters, 256 MiB, i.e. two
+/// keys of the largest metric (every mechanism keeps at most 2^24 counters), so
+/// a batch straddling one epoch boundary always fits. Dense tables are built
+/// for small metrics and unary mechanisms ([`delta::DeltaBuilder`]); without
+/// this bound a batch naming a different epoch in every report would allocate
+/// reports x counters. Larger batches get `RESOURCE_EXHAUSTED`.
 pub const MAX_BATCH_CELLS: usize = 1 << 25;
 
 /// Limits and options of the ingest path.
@@ -180,8 +185,9 @@ impl Ingest {
         let raw = self.config.retain_raw.then(|| request.encode_to_vec());
         let registry = self.registry.read();
         let closed = self.closed.read();
-        let mut deltas: Vec<(StatsKey, Stats)> = Vec::with_capacity(1);
-        let mut cells = 0usize;
+        let mut builders: Vec<(StatsKey, DeltaBuilder)> = Vec::with_capacity(1);
+        let mut slots: HashMap<StatsKey, usize> = HashMap::new();
+        let mut dense_cells = 0usize;
         let mut last = None;
         for (i, report) in request.reports.into_iter().enumerate() {
             let bad = |why: String| ServiceError::InvalidArgument(format!("report {i}: {why}"));
@@ -215,30 +221,38 @@ impl Ingest {
                 version: header.metric_version,
                 epoch: header.epoch,
             };
-            let slot = match deltas.iter().position(|(k, _)| *k == key) {
-                Some(j) => j,
-                None => {
-                    cells = cells.saturating_add(published.mechanism.stats_len());
-                    if cells > MAX_BATCH_CELLS {
-                        return Err(ServiceError::ResourceExhausted(format!(
-                            "report {i}: the batch spans {} (metric, epoch) statistics with \
-                             more than {MAX_BATCH_CELLS} counters in all; split it by metric and epoch",
-                            deltas.len() + 1
-                        )));
+            let slot = match builders.last() {
+                Some((k, _)) if *k == key => builders.len() - 1,
+                _ => match slots.get(&key) {
+                    Some(&j) => j,
+                    None => {
+                        let builder = DeltaBuilder::new(&published.mechanism);
+                        dense_cells = dense_cells.saturating_add(builder.dense_cells());
+                        if dense_cells > MAX_BATCH_CELLS {
+                            return Err(ServiceError::ResourceExhausted(format!(
+                                "report {i}: the batch spans {} (metric, epoch) statistics with \
+                                 more than {MAX_BATCH_CELLS} counters in all; split it by metric and epoch",
+                                builders.len() + 1
+                            )));
+                        }
+                        slots.insert(key, builders.len());
+                        builders.push((key, builder));
+                        builders.len() - 1
                     }
-                    deltas.push((key, published.mechanism.new_stats()));
-                    deltas.len() - 1
-                }
+                },
             };
-            published
-                .mechanism
-                .accumulate(&mut deltas[slot].1, &report)
+            builders[slot]
+                .1
+                .add(&published.mechanism, &report)
                 .map_err(|e| bad(e.to_string()))?;
         }
         Ok(BatchDelta {
             batch_id: request.batch_id,
             reports: u32::try_from(n).unwrap_or(u32::MAX),
-            deltas,
+            deltas: builders
+                .into_iter()
+                .map(|(key, builder)| (key, builder.finish()))
+                .collect(),
             raw,
         })
     }
@@ -433,7 +447,7 @@ mod tests {
         }
     }
 
-    fn request(epochs: impl Iterator<Item = u64>) -> pb::SubmitRequest {
+    fn request(report: &Report, epochs: impl Iterator<Item = u64>) -> pb::SubmitRequest {
         let reports = epochs
             .map(|epoch| {
                 let header = ReportHeader {
@@ -441,7 +455,7 @@ mod tests {
                     metric_version: 1,
                     epoch,
                 };
-                report_to_proto(header, &Report::Index(0)).unwrap()
+                report_to_proto(header, report).unwrap()
             })
             .collect();
         pb::SubmitRequest {
@@ -450,46 +464,52 @@ mod tests {
         }
     }
 
+    fn spec_with_epochs(mechanism: MechanismSpec) -> MetricSpec {
+        let mut spec =
+            MetricSpec::new("big", Epsilon::new(1.0).unwrap(), mechanism).with_epoch_seconds(1);
+        (spec.metric_id, spec.version, spec.created_at) = (1, 1, 1_000_000);
+        spec
+    }
+
     /// Regression: an unauthenticated Submit whose reports each name a different
     /// plausible epoch made the server allocate one dense statistics delta per
     /// epoch (10,000 x the metric's counters: terabytes for a large domain).
+    /// Unary metrics still build dense tables, so the limit applies to them.
     #[test]
-    fn batch_spread_over_many_epochs_of_a_large_metric_is_refused() {
-        let mut spec = MetricSpec::new(
-            "big",
-            Epsilon::new(1.0).unwrap(),
-            MechanismSpec::Grr {
-                domain_size: 1 << 20,
-            },
-        )
-        .with_epoch_seconds(1);
-        (spec.metric_id, spec.version, spec.created_at) = (1, 1, 1_000_000);
-        let ingest = ingest_with(spec);
+    fn batch_spread_over_many_epochs_of_a_large_unary_metric_is_refused() {
+        let d = 1 << 20;
+        let ingest = ingest_with(spec_with_epochs(MechanismSpec::Oue { domain_size: d }));
+        let zeros = Report::Bits(vec![0; d as usize / 8]);
         let now = 1_000_100;
         // 40 epochs x 2^20 counters = 40 x 8 MiB: over the per-batch limit.
         let err = ingest
-            .validate(request(1_000_000..1_000_040), now)
+            .validate(request(&zeros, 1_000_000..1_000_040), now)
             .unwrap_err();
         assert!(matches!(err, ServiceError::ResourceExhausted(_)), "{err}");
         // A batch straddling one epoch boundary is still accepted.
-        let ok = ingest.validate(request([1_000_050, 1_000_051].into_iter()), now);
+        let ok = ingest.validate(request(&zeros, [1_000_050, 1_000_051].into_iter()), now);
         assert_eq!(ok.unwrap().deltas.len(), 2);
     }
 
-    /// The limit admits two epochs of a metric with the largest statistics.
+    /// Regression: every batch of a metric with a large counter table carried a
+    /// dense copy of the whole table (2^24 counters, 128 MiB, for one report),
+    /// through the writer queue and the commit. Now a batch's delta holds one
+    /// counter per touched cell, whatever the metric's size and epoch spread.
     #[test]
-    fn two_epochs_of_the_largest_metric_fit_one_batch() {
-        let mut spec = MetricSpec::new(
-            "largest",
-            Epsilon::new(1.0).unwrap(),
-            MechanismSpec::Grr {
-                domain_size: ldp_sdk::mechanism::limits::MAX_DOMAIN_SIZE,
-            },
-        )
-        .with_epoch_seconds(1);
-        (spec.metric_id, spec.version, spec.created_at) = (1, 1, 1_000_000);
-        let ingest = ingest_with(spec);
-        let ok = ingest.validate(request([1_000_050, 1_000_051].into_iter()), 1_000_100);
-        assert_eq!(ok.unwrap().deltas.len(), 2);
+    fn deltas_of_large_metrics_grow_with_the_batch_not_the_table() {
+        let ingest = ingest_with(spec_with_epochs(MechanismSpec::Grr {
+            domain_size: ldp_sdk::mechanism::limits::MAX_DOMAIN_SIZE,
+        }));
+        let now = 1_000_100;
+        let one = ingest
+            .validate(request(&Report::Index(9), [1_000_050].into_iter()), now)
+            .unwrap();
+        assert_eq!(one.deltas[0].1.cells, vec![(9, 1)]);
+        // 100 epochs of the largest metric in one batch: 100 counters in all.
+        let spread = ingest
+            .validate(request(&Report::Index(7), 1_000_000..1_000_100), now)
+            .unwrap();
+        assert_eq!(spread.deltas.len(), 100);
+        assert!(spread.deltas.iter().all(|(_, d)| d.cells == [(7, 1)]));
     }
 }

@@ -14,7 +14,7 @@ use ldp_proto::v1 as pb;
 use ldp_sdk::metric::MetricSpec;
 use ldp_sdk::wire::{self, ReportHeader};
 use ldp_sdk::{LdpRng, mechanism::Mechanism};
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 /// The bearer token every test server accepts.
 pub const TEST_TOKEN: &str = "e2e-test-token";
@@ -27,6 +27,9 @@ pub struct TestServer {
     pub db: PathBuf,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
+    /// For a TLS server: the CA to trust; helpers then connect to
+    /// `https://localhost:PORT`.
+    ca_pem: Option<Vec<u8>>,
 }
 
 impl TestServer {
@@ -45,7 +48,23 @@ impl TestServer {
         configure(&mut config);
         let running = Server::start(config).await?;
         let url = running.url();
-        Ok(Self { running, db, url })
+        Ok(Self {
+            running,
+            db,
+            url,
+            ca_pem: None,
+        })
+    }
+
+    /// Makes the helpers connect over TLS, trusting `ca_pem`.
+    pub fn trusting(mut self, ca_pem: Vec<u8>) -> Self {
+        self.ca_pem = Some(ca_pem);
+        self
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> &str {
+        self.url.rsplit(':').next().unwrap_or_default()
     }
 
     /// Graceful shutdown.
@@ -55,7 +74,17 @@ impl TestServer {
 
     /// A fresh connection.
     pub async fn channel(&self) -> anyhow::Result<Channel> {
-        Ok(Channel::from_shared(self.url.clone())?.connect().await?)
+        let Some(pem) = &self.ca_pem else {
+            return Ok(Channel::from_shared(self.url.clone())?.connect().await?);
+        };
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(pem))
+            .domain_name("localhost");
+        let url = format!("https://localhost:{}", self.port());
+        Ok(Channel::from_shared(url)?
+            .tls_config(tls)?
+            .connect()
+            .await?)
     }
 
     /// An authenticated Admin client.

@@ -35,16 +35,21 @@ pub struct ConnectArgs {
 }
 
 impl ConnectArgs {
-    /// Connects (TLS when a CA certificate is given or the URL is `https://`).
+    /// Connects (TLS when a CA certificate is given or the URL is `https://`):
+    /// with `--ca-cert` only that CA is trusted, otherwise the bundled Mozilla
+    /// roots (webpki-roots), as in the SDK's device client.
     pub async fn channel(&self) -> anyhow::Result<Channel> {
         let mut endpoint = Endpoint::from_shared(self.connect.clone())
             .with_context(|| format!("invalid --connect URL {:?}", self.connect))?;
         if self.ca_cert.is_some() || self.connect.starts_with("https://") {
-            let mut tls = ClientTlsConfig::new();
-            if let Some(ca) = &self.ca_cert {
-                let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
-                tls = tls.ca_certificate(Certificate::from_pem(pem));
-            }
+            let tls = match &self.ca_cert {
+                Some(ca) => {
+                    let pem =
+                        std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+                    ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
+                }
+                None => ClientTlsConfig::new().with_webpki_roots(),
+            };
             endpoint = endpoint.tls_config(tls)?;
         }
         endpoint

@@ -84,6 +84,10 @@ pub struct AdultArgs {
     /// File holding the bearer token.
     #[arg(long, requires = "connect", conflicts_with = "token")]
     pub token_file: Option<PathBuf>,
+    /// PEM CA certificate to verify a TLS aggregator with (`--connect https://...`;
+    /// without it the bundled Mozilla roots are trusted).
+    #[arg(long, requires = "connect")]
+    pub ca_cert: Option<PathBuf>,
     /// Concurrent device clients.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub clients: u64,
@@ -143,6 +147,7 @@ async fn run_adult(args: AdultArgs) -> anyhow::Result<()> {
     config.clients = args.clients as usize;
     config.batch_size = args.batch_size as usize;
     config.progress = std::io::stderr().is_terminal();
+    config.ca_cert = args.ca_cert;
     if let Some(url) = args.connect {
         let raw = match (args.token, args.token_file) {
             (Some(t), _) => t,

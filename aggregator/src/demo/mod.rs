@@ -88,6 +88,8 @@ pub struct DemoConfig {
     pub batch_size: usize,
     /// Show a progress bar on a terminal.
     pub progress: bool,
+    /// PEM CA certificate to verify a TLS aggregator with (`--connect https://...`).
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl DemoConfig {
@@ -105,6 +107,7 @@ impl DemoConfig {
             clients: 4,
             batch_size: 8_000,
             progress: false,
+            ca_cert: None,
         }
     }
 }
@@ -402,7 +405,7 @@ async fn collect_and_estimate(
         connect: url.to_string(),
         token: Some(token.expose().to_string()),
         token_file: None,
-        ca_cert: None,
+        ca_cert: config.ca_cert.clone(),
     };
     let setup = |e: anyhow::Error| DemoError::Setup(format!("{e:#}"));
     let mut admin = connect.admin().await.map_err(setup)?;

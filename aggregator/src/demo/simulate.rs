@@ -116,6 +116,12 @@ pub(super) async fn run(
         .progress_chars("=> "),
     );
     let shared = Arc::new((records.to_vec(), numeric));
+    let ca_pem = match &config.ca_cert {
+        Some(path) => Some(std::fs::read(path).map_err(|e| {
+            DemoError::Setup(format!("reading CA certificate {}: {e}", path.display()))
+        })?),
+        None => None,
+    };
     let clients = config.clients as u64;
     let mut tasks = Vec::new();
     for task in 0..clients {
@@ -123,6 +129,7 @@ pub(super) async fn run(
         client_config.batch_size = config.batch_size;
         client_config.batch_interval = Duration::from_secs(1);
         client_config.flush_timeout = Duration::from_secs(600);
+        client_config.tls_ca_pem = ca_pem.clone();
         let (rng, mut resample) = match config.seed {
             Some(seed) => {
                 let (a, b) = task_seeds(seed, task);

@@ -59,6 +59,24 @@ pub struct StatsKey {
     pub epoch: u64,
 }
 
+/// What one batch adds to the statistics of one [`StatsKey`]: its report
+/// count, numeric sums, and only the counters it touched. Its size grows with
+/// the batch, never with the metric's number of counters, so a small batch of
+/// a metric with millions of counters stays small in the writer queue and in
+/// the commit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Delta {
+    /// Reports added.
+    pub reports: u64,
+    /// Sum of the reported values (numeric mechanisms only).
+    pub sum: f64,
+    /// Sum of the squared reported values (numeric mechanisms only).
+    pub sum_sq: f64,
+    /// `(cell, count)` with `count > 0`, in strictly increasing cell order;
+    /// cells index [`Stats::counts`] of the metric's mechanism.
+    pub cells: Vec<(u32, u64)>,
+}
+
 /// One validated batch, ready to be committed: its id and the statistics its
 /// reports add, already aggregated per [`StatsKey`].
 #[derive(Debug, Clone)]
@@ -68,7 +86,7 @@ pub struct BatchDelta {
     /// Number of reports in the batch.
     pub reports: u32,
     /// Statistics added by the batch, one entry per key.
-    pub deltas: Vec<(StatsKey, Stats)>,
+    pub deltas: Vec<(StatsKey, Delta)>,
     /// Encoded reports, when raw-report retention is on.
     pub raw: Option<Vec<u8>>,
 }

@@ -23,7 +23,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 mod ledger;
 
-use super::{BatchDelta, StatsKey, Store, StoreError, StoreFuture, from_i64, to_i64};
+use super::{BatchDelta, Delta, StatsKey, Store, StoreError, StoreFuture, from_i64, to_i64};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -143,17 +143,10 @@ impl SqliteStore {
             }
         }
 
-        let mut merged: BTreeMap<StatsKey, Stats> = BTreeMap::new();
+        let mut merged: BTreeMap<StatsKey, Pooled> = BTreeMap::new();
         for (b, _) in batches.iter().zip(&fresh).filter(|(_, f)| **f) {
             for (key, delta) in &b.deltas {
-                match merged.get_mut(key) {
-                    Some(acc) => acc
-                        .merge(delta)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    None => {
-                        merged.insert(*key, delta.clone());
-                    }
-                }
+                merged.entry(*key).or_default().add(delta)?;
             }
         }
         self.upsert_stats(&mut tx, &merged).await?;
@@ -180,7 +173,7 @@ impl SqliteStore {
     async fn upsert_stats(
         &self,
         tx: &mut sqlx::Transaction<'static, Sqlite>,
-        merged: &BTreeMap<StatsKey, Stats>,
+        merged: &BTreeMap<StatsKey, Pooled>,
     ) -> Result<(), StoreError> {
         let mut totals = Vec::with_capacity(merged.len());
         let mut cells = Vec::new();
@@ -196,8 +189,8 @@ impl SqliteStore {
                 stats.sum,
                 stats.sum_sq,
             ));
-            for (cell, &n) in stats.counts.iter().enumerate().filter(|(_, n)| **n > 0) {
-                cells.push((k, to_i64(cell as u64, "cell")?, to_i64(n, "count")?));
+            for (&cell, &n) in &stats.cells {
+                cells.push((k, i64::from(cell), to_i64(n, "count")?));
             }
         }
         for chunk in totals.chunks(ROWS_PER_STATEMENT) {
@@ -288,6 +281,32 @@ impl SqliteStore {
             *slot = n;
         }
         Ok((stats, present))
+    }
+}
+
+/// The deltas of one key in a commit group, pooled.
+#[derive(Debug, Default)]
+struct Pooled {
+    reports: u64,
+    sum: f64,
+    sum_sq: f64,
+    cells: BTreeMap<u32, u64>,
+}
+
+impl Pooled {
+    fn add(&mut self, delta: &Delta) -> Result<(), StoreError> {
+        let overflow = || StoreError::OutOfRange("counter overflow in one commit".into());
+        self.reports = self
+            .reports
+            .checked_add(delta.reports)
+            .ok_or_else(overflow)?;
+        self.sum += delta.sum;
+        self.sum_sq += delta.sum_sq;
+        for &(cell, n) in &delta.cells {
+            let slot = self.cells.entry(cell).or_insert(0);
+            *slot = slot.checked_add(n).ok_or_else(overflow)?;
+        }
+        Ok(())
     }
 }
 
@@ -396,11 +415,10 @@ mod tests {
                     version: 1,
                     epoch,
                 },
-                Stats {
+                Delta {
                     reports,
-                    counts,
-                    sum: 0.0,
-                    sum_sq: 0.0,
+                    cells: (0..).zip(counts).filter(|(_, n)| *n > 0).collect(),
+                    ..Delta::default()
                 },
             )],
             raw: None,

@@ -71,7 +71,7 @@ use rand::RngExt;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::LdpRng;
 use crate::budget::DeviceLedger;
@@ -209,6 +209,11 @@ pub struct ClientConfig {
     /// The device's memo of responses, required when a metric of the schema is
     /// memoized.
     pub memo: Option<Arc<Memo>>,
+    /// PEM certificate(s) of the CA that signed the server's certificate. With
+    /// it, TLS trusts only this CA (pinning a private deployment); without it,
+    /// an `https://` endpoint is verified against the bundled Mozilla roots
+    /// (webpki-roots). `http://` endpoints are plaintext (tests, loopback).
+    pub tls_ca_pem: Option<Vec<u8>>,
 }
 
 impl ClientConfig {
@@ -225,6 +230,7 @@ impl ClientConfig {
             flush_timeout: Duration::from_secs(60),
             device_ledger: None,
             memo: None,
+            tls_ca_pem: None,
         }
     }
 
@@ -239,6 +245,12 @@ impl ClientConfig {
     /// [`ClientConfig::memo`]).
     pub fn with_memo(mut self, memo: Arc<Memo>) -> Self {
         self.memo = Some(memo);
+        self
+    }
+
+    /// Verifies the server with this CA only (see [`ClientConfig::tls_ca_pem`]).
+    pub fn with_tls_ca(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_ca_pem = Some(pem.into());
         self
     }
 }
@@ -342,11 +354,7 @@ impl Client {
         rng: LdpRng,
     ) -> Result<Self, ClientError> {
         let queue = Queue::open(&config.queue_dir)?;
-        let channel = Endpoint::from_shared(config.endpoint.clone())
-            .map_err(|e| ClientError::Endpoint {
-                endpoint: config.endpoint.clone(),
-                reason: e.to_string(),
-            })?
+        let channel = endpoint(&config)?
             .connect_timeout(config.request_timeout)
             .connect_lazy();
         let mut grpc = CollectorClient::new(channel)
@@ -644,6 +652,23 @@ async fn send_batch(
             }
         }
     }
+}
+
+/// The server endpoint, with TLS for `https://` URLs or a pinned CA.
+fn endpoint(config: &ClientConfig) -> Result<Endpoint, ClientError> {
+    let invalid = |e: tonic::transport::Error| ClientError::Endpoint {
+        endpoint: config.endpoint.clone(),
+        reason: e.to_string(),
+    };
+    let endpoint = Endpoint::from_shared(config.endpoint.clone()).map_err(invalid)?;
+    let tls = match &config.tls_ca_pem {
+        Some(pem) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)),
+        None if config.endpoint.starts_with("https://") => {
+            ClientTlsConfig::new().with_webpki_roots()
+        }
+        None => return Ok(endpoint),
+    };
+    endpoint.tls_config(tls).map_err(invalid)
 }
 
 /// Registers the published device budgets of the schema's metrics in the

@@ -53,3 +53,54 @@ async fn tls_server_accepts_a_client_that_trusts_its_ca() -> anyhow::Result<()> 
     }
     server.stop().await
 }
+
+/// The SDK's device client over TLS: pinned to the test CA it connects and
+/// delivers; with the default trust (bundled Mozilla roots) the same server's
+/// certificate, signed by a private CA, is refused and nothing is sent.
+#[tokio::test]
+async fn sdk_client_verifies_the_server_certificate() -> anyhow::Result<()> {
+    use ldp_sdk::client::{ClientConfig, ClientError};
+    use ldp_sdk::mechanism::MechanismSpec;
+    use ldp_sdk::schema::{Attribute, Record, Schema};
+    use ldp_sdk::{Epsilon, LdpRng};
+
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start_with(dir.path(), |c| {
+        c.tls = Some(TlsFiles {
+            cert: fixture("server.pem"),
+            key: fixture("server.key"),
+        });
+    })
+    .await?
+    .trusting(std::fs::read(fixture("ca.pem"))?);
+    let url = format!("https://localhost:{}", server.port());
+    let schema = || -> anyhow::Result<Schema> {
+        Ok(Schema::new(vec![Attribute::categorical(
+            "color",
+            ["red", "green", "blue"],
+            "app.color",
+            MechanismSpec::Grr { domain_size: 3 },
+            Epsilon::new(1.0)?,
+        )?])?)
+    };
+    server.create_metric(&schema()?.metrics()[0]).await?;
+
+    let untrusting = ClientConfig::new(url.clone(), dir.path().join("queue-a"));
+    let err = ldp_sdk::Client::connect(untrusting, schema()?)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Unavailable(_)), "{err:?}");
+
+    let pinned = ClientConfig::new(url, dir.path().join("queue-b"))
+        .with_tls_ca(std::fs::read(fixture("ca.pem"))?);
+    let client =
+        ldp_sdk::Client::connect_with_rng(pinned, schema()?, LdpRng::seeded_for_simulation(4))
+            .await?;
+    for _ in 0..10 {
+        client.record(&Record::new().with("color", "blue"))?;
+    }
+    client.flush().await?;
+    client.close().await?;
+    assert_eq!(server.frequencies("app.color").await?.reports, 10);
+    server.stop().await
+}
