@@ -22,11 +22,15 @@
 //! The open batch is sealed when it holds at least [`ClientConfig::batch_size`]
 //! reports (records are never split across batches) or when its first report is
 //! older than [`ClientConfig::batch_interval`]. One background task sends sealed
-//! batches oldest first, one at a time. `UNAVAILABLE`, `RESOURCE_EXHAUSTED`,
-//! `DEADLINE_EXCEEDED` and `ABORTED` are retried with exponential backoff and
-//! jitter ([`RetryPolicy`]) for as long as it takes; any other status (for
-//! example `INVALID_ARGUMENT`) is permanent: retrying cannot help, so the batch is
-//! moved to the queue's `rejected/` folder and counted in
+//! batches oldest first, one at a time. `UNAVAILABLE`, `DEADLINE_EXCEEDED` and
+//! `ABORTED` are retried with exponential backoff and jitter ([`RetryPolicy`])
+//! for as long as it takes. `RESOURCE_EXHAUSTED` is retried the same way (a
+//! server may be over quota for a while), but only
+//! [`RetryPolicy::max_exhausted`] times for one batch: a batch larger
+//! than the server's limits never fits, and must not block the queue forever.
+//! Such a batch, and one refused with any other status (for example
+//! `INVALID_ARGUMENT`: retrying cannot help), is moved to the queue's
+//! `rejected/` folder (the newest 64 are kept) and counted in
 //! [`ClientStats::batches_rejected`].
 //!
 //! # Privacy
@@ -153,6 +157,9 @@ pub struct RetryPolicy {
     pub initial: Duration,
     /// Cap on the delay.
     pub max: Duration,
+    /// `RESOURCE_EXHAUSTED` answers to one batch after which it is
+    /// treated as permanently refused.
+    pub max_exhausted: u32,
 }
 
 impl Default for RetryPolicy {
@@ -160,6 +167,7 @@ impl Default for RetryPolicy {
         Self {
             initial: Duration::from_millis(100),
             max: Duration::from_secs(30),
+            max_exhausted: 10,
         }
     }
 }
@@ -610,6 +618,7 @@ async fn send_batch(
     request: pb::SubmitRequest,
 ) {
     let mut attempt = 0;
+    let mut exhausted = 0;
     loop {
         let mut call = tonic::Request::new(request.clone());
         call.set_timeout(shared.config.request_timeout);
@@ -625,7 +634,13 @@ async fn send_batch(
                 status.stats.batches_duplicate += u64::from(response.duplicate);
                 return;
             }
-            Err(e) if is_retryable(e.code()) => {
+            Err(e)
+                if is_retryable(e.code())
+                    && (e.code() != Code::ResourceExhausted || {
+                        exhausted += 1;
+                        exhausted < shared.config.retry.max_exhausted
+                    }) =>
+            {
                 {
                     let mut status = lock(&shared.status);
                     status.stats.retries += 1;

@@ -11,7 +11,8 @@
 //!   the server, batch id included. Written to a `.tmp` file, synced and renamed,
 //!   so a sealed batch on disk is always complete.
 //! - `rejected/`: batches the server refused permanently (e.g. INVALID_ARGUMENT),
-//!   kept for inspection rather than deleted.
+//!   kept for inspection rather than deleted; only the newest
+//!   [`MAX_REJECTED`] are kept, so a misconfigured app cannot fill the disk.
 //! - `metrics.pb`: the last `GetMetricsResponse`, so a device can encode offline.
 //!
 //! # Guarantees
@@ -42,6 +43,8 @@ const OPEN_LOG: &str = "open.log";
 const METRICS: &str = "metrics.pb";
 const REJECTED: &str = "rejected";
 const ENTRY_HEADER: usize = 12;
+/// Most refused batches kept in `rejected/` (the oldest are deleted first).
+pub(crate) const MAX_REJECTED: usize = 64;
 
 /// A sealed batch waiting for its acknowledgement.
 #[derive(Debug, Clone)]
@@ -177,6 +180,33 @@ impl Queue {
             .join(path.file_name().unwrap_or_default());
         fs::rename(&path, &to).map_err(|e| io(&path, e))?;
         self.sealed.retain(|s| s.seq != seq);
+        self.prune_rejected()
+    }
+
+    /// Deletes the oldest refused batches beyond [`MAX_REJECTED`].
+    fn prune_rejected(&self) -> Result<(), ClientError> {
+        let dir = self.dir.join(REJECTED);
+        let mut kept: Vec<(u64, PathBuf)> = fs::read_dir(&dir)
+            .map_err(|e| io(&dir, e))?
+            .filter_map(|entry| {
+                let path = entry.ok()?.path();
+                let seq = path
+                    .file_name()?
+                    .to_str()?
+                    .strip_prefix("batch-")?
+                    .strip_suffix(".pb")?
+                    .parse()
+                    .ok()?;
+                Some((seq, path))
+            })
+            .collect();
+        if kept.len() <= MAX_REJECTED {
+            return Ok(());
+        }
+        kept.sort_unstable();
+        for (_, path) in &kept[..kept.len() - MAX_REJECTED] {
+            fs::remove_file(path).map_err(|e| io(path, e))?;
+        }
         Ok(())
     }
 

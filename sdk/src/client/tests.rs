@@ -148,6 +148,7 @@ fn config(addr: SocketAddr, dir: &std::path::Path) -> ClientConfig {
     c.retry = RetryPolicy {
         initial: Duration::from_millis(5),
         max: Duration::from_millis(50),
+        max_exhausted: 3,
     };
     c.request_timeout = Duration::from_secs(2);
     c.flush_timeout = Duration::from_secs(10);
@@ -252,6 +253,7 @@ fn backoff_grows_exponentially_within_jitter_bounds() {
     let policy = RetryPolicy {
         initial: Duration::from_millis(100),
         max: Duration::from_secs(2),
+        max_exhausted: 10,
     };
     let mut rng = LdpRng::seeded_for_simulation(1);
     for attempt in 0..40 {
@@ -270,6 +272,64 @@ fn backoff_grows_exponentially_within_jitter_bounds() {
 
 /// An offline period, a crash while offline, and a server started later: every
 /// report arrives exactly once.
+/// A batch the server keeps refusing as too large (RESOURCE_EXHAUSTED) is
+/// retried `max_exhausted` (3) times in all, then set aside, so the batches
+/// behind it still go out; `rejected/` keeps only the newest 64 batches.
+#[tokio::test]
+async fn resource_exhausted_gives_up_after_max_exhausted_and_rejected_is_capped() {
+    let mock = Mock::default();
+    mock.state
+        .lock()
+        .unwrap()
+        .inject
+        .extend([Code::ResourceExhausted; 3]);
+    let server = serve(mock.clone(), loopback()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(server.addr, dir.path());
+    c.batch_size = 1;
+    let client = Client::connect(c, schema()).await.unwrap();
+    client.record(&green()).unwrap();
+    client.record(&green()).unwrap();
+    let stats = client.flush().await.unwrap();
+    assert_eq!(
+        (
+            stats.retries,
+            stats.batches_rejected,
+            stats.reports_accepted
+        ),
+        (2, 1, 1)
+    );
+    assert_eq!(mock.state.lock().unwrap().submit_calls, 4);
+
+    // 70 more refused batches: only the newest 64 stay on disk.
+    mock.state
+        .lock()
+        .unwrap()
+        .inject
+        .extend([Code::InvalidArgument; 70]);
+    for _ in 0..70 {
+        client.record(&green()).unwrap();
+    }
+    let stats = client.flush().await.unwrap();
+    assert_eq!(stats.batches_rejected, 71);
+    let mut kept: Vec<u64> = std::fs::read_dir(dir.path().join("rejected"))
+        .unwrap()
+        .map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name["batch-".len()..name.len() - ".pb".len()]
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    kept.sort_unstable();
+    assert_eq!(kept.len(), queue::MAX_REJECTED);
+    // Sequence numbers of the 72 sealed batches are consecutive; the 64 kept
+    // are the last 64 refused ones.
+    assert_eq!(kept.windows(2).filter(|w| w[1] != w[0] + 1).count(), 0);
+    client.close().await.unwrap();
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn offline_period_then_recovery_loses_nothing_and_counts_nothing_twice() {
     let mock = Mock::default();
