@@ -7,7 +7,9 @@
 //!   set's budget (`Admin.SetDatasetBudget`; refused when the spend exceeds it);
 //! - `ldp budget device --metric M --window-epsilon E --window-seconds S
 //!   --lifetime-epsilon L`: publishes a metric's device budget
-//!   (`Admin.SetDeviceBudget`), shown in `ldp privacy-report`;
+//!   (`Admin.SetDeviceBudget`): devices receive it with the metric specs and
+//!   their ledgers enforce it (never loosening a stricter local budget); it is
+//!   shown in `ldp privacy-report` and bounds `reports_per_device` in estimates;
 //! - `ldp budget record --id I --dataset D --mechanism M (--epsilon E |
 //!   --noise-multiplier s --sample-rate q --steps T --delta d)`: records a
 //!   central release made outside the server (e.g. by `ldp train --privacy
@@ -56,7 +58,7 @@ pub enum Command {
         #[arg(long, default_value_t = 1e-5)]
         delta: f64,
     },
-    /// Publish the device budget of a metric (for the privacy report).
+    /// Publish the device budget of a metric: devices' ledgers enforce it.
     Device {
         /// Connection.
         #[command(flatten)]
