@@ -1,13 +1,17 @@
 //! Ingest of reference-format RAPPOR reports into a metric: `ldp rappor ingest`
 //! against an in-process server stores exactly the counts of the reference
-//! `counts.csv`, and running it twice stores nothing twice.
+//! `counts.csv`, and running it twice stores nothing twice; `DecodeRappor` (and
+//! `ldp rappor decode --metric`) on the stored counts gives the offline decode.
 
 use std::path::PathBuf;
 
+use ldp_aggregator::cli::Format;
 use ldp_aggregator::cli::connect::ConnectArgs;
-use ldp_aggregator::cli::rappor::{Command, IngestArgs, run};
+use ldp_aggregator::cli::rappor::{Command, DecodeArgs, IngestArgs, run};
 use ldp_aggregator::rappor::counts::CohortCounts;
+use ldp_aggregator::rappor::decode::{DecodeOptions, decode};
 use ldp_aggregator::rappor::reference;
+use ldp_aggregator::rappor::wire::decoded_from_proto;
 use ldp_aggregator::server::{Config, Server};
 use ldp_aggregator::service::auth::Token;
 use ldp_aggregator::store::Store;
@@ -107,6 +111,46 @@ async fn ingest_over_grpc_is_exact_and_idempotent() {
         batch_size: 10_000,
     });
     assert!(run(mismatch).await.is_err());
+
+    // The analyst's path without files: the server decodes the stored counts,
+    // which equal counts.csv, so the answer is the offline decode, field by field.
+    let candidates = reference::read_candidates(&dir().join("candidates.txt")).unwrap();
+    let decoding = conn
+        .analytics()
+        .await
+        .unwrap()
+        .decode_rappor(pb::DecodeRapporRequest {
+            metric: "words.small".into(),
+            candidates: candidates.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let counts = reference::read_counts(&dir().join("counts.csv"), params.clone()).unwrap();
+    assert_eq!(
+        decoded_from_proto(&decoding),
+        decode(&counts, &candidates, &DecodeOptions::default()).unwrap()
+    );
+    assert_eq!((decoding.cohorts, decoding.cohorts_with_reports), (64, 64));
+    // `ldp rappor decode --metric` prints it; an unknown metric is an error.
+    let cli_decode = |metric: &str| {
+        Command::Decode(DecodeArgs {
+            metric: Some(metric.into()),
+            version: 0,
+            epochs: Vec::new(),
+            conn: conn.clone(),
+            params: None,
+            reports: None,
+            counts: None,
+            candidates: dir().join("candidates.txt"),
+            map: None,
+            alpha: 0.05,
+            format: Format::Csv,
+        })
+    };
+    run(cli_decode("words.small")).await.unwrap();
+    assert!(run(cli_decode("no.such.metric")).await.is_err());
     server.shutdown().await.unwrap();
 
     let store = SqliteStore::open(&db).await.unwrap();

@@ -4,6 +4,10 @@
 //!   --candidates candidates.txt [--map map.csv] [--format table|csv|json]`: decodes
 //!   offline ([`crate::rappor::decode`]); the output columns are those of the
 //!   reference `results.csv` plus `z`.
+//! - `ldp rappor decode --metric NAME --candidates candidates.txt [--connect URL]
+//!   [--format table|csv|json]`: asks a running server to decode a stored RAPPOR
+//!   metric (`Analytics.DecodeRappor`, bearer token as for `ldp estimate`); the
+//!   output has the same columns, plus the metric's epsilons.
 //! - `ldp rappor ingest --metric NAME --params params.csv --reports reports.csv`:
 //!   sends the `cohort` and `irr` columns of a reference `reports.csv` to a RAPPOR
 //!   metric of a running server. Batch ids are digests of the batch's rows, so
@@ -25,6 +29,7 @@ use super::connect::ConnectArgs;
 use crate::rappor::decode::{DecodeOptions, Decoded, decode, decode_with_map};
 use crate::rappor::demo::{RapporDemoConfig, render_text};
 use crate::rappor::reference;
+use crate::rappor::wire::decoded_from_proto;
 
 /// The `ldp rappor` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -37,14 +42,31 @@ pub enum Command {
     Demo(DemoArgs),
 }
 
-/// Options of `ldp rappor decode`.
+/// Options of `ldp rappor decode`: files (`--params` and `--reports` or
+/// `--counts`) or a stored metric (`--metric`, decoded by the server).
 #[derive(Debug, clap::Args)]
 pub struct DecodeArgs {
+    /// A RAPPOR metric of a running server to decode (instead of files).
+    #[arg(long, conflicts_with_all = ["params", "reports", "counts", "map"])]
+    pub metric: Option<String>,
+    /// With `--metric`: its version (default: latest).
+    #[arg(long, default_value_t = 0, requires = "metric")]
+    pub version: u32,
+    /// With `--metric`: epochs to pool, comma separated (default: all).
+    #[arg(long, value_delimiter = ',', requires = "metric")]
+    pub epochs: Vec<u64>,
+    /// With `--metric`: the connection.
+    #[command(flatten)]
+    pub conn: ConnectArgs,
     /// The reference `params.csv` (header `k,h,m,p,q,f`; p = P(1 | PRR 0), q = P(1 | PRR 1)).
-    #[arg(long)]
-    pub params: PathBuf,
+    #[arg(long, required_unless_present = "metric")]
+    pub params: Option<PathBuf>,
     /// Reports in the reference `reports.csv` format (summed per cohort).
-    #[arg(long, conflicts_with = "counts", required_unless_present = "counts")]
+    #[arg(
+        long,
+        conflicts_with = "counts",
+        required_unless_present_any = ["counts", "metric"]
+    )]
     pub reports: Option<PathBuf>,
     /// Per-cohort counts in the reference `counts.csv` format.
     #[arg(long)]
@@ -103,14 +125,61 @@ pub struct DemoArgs {
 /// Runs `ldp rappor ...`.
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Decode(args) => run_decode(args),
+        Command::Decode(args) => run_decode(args).await,
         Command::Ingest(args) => run_ingest(args).await,
         Command::Demo(args) => run_demo(args).await,
     }
 }
 
-fn run_decode(args: DecodeArgs) -> anyhow::Result<()> {
-    let params = reference::read_params(&args.params)?;
+async fn run_decode(args: DecodeArgs) -> anyhow::Result<()> {
+    match &args.metric {
+        Some(metric) => run_decode_metric(metric, &args).await,
+        None => run_decode_files(args),
+    }
+}
+
+/// `--metric`: the server decodes its stored counts.
+async fn run_decode_metric(metric: &str, args: &DecodeArgs) -> anyhow::Result<()> {
+    let candidates = reference::read_candidates(&args.candidates)?;
+    let mut analytics = args.conn.analytics().await?;
+    let started = Instant::now();
+    let decoding = analytics
+        .decode_rappor(pb::DecodeRapporRequest {
+            metric: metric.to_string(),
+            version: args.version,
+            epochs: args.epochs.clone(),
+            candidates,
+            alpha: args.alpha,
+        })
+        .await
+        .with_context(|| format!("DecodeRappor {metric}"))?
+        .into_inner();
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "decoded by the server"
+    );
+    let decoded = decoded_from_proto(&decoding);
+    if args.format == Format::Table {
+        let name = decoding.metric.as_ref().map_or(metric, |m| m.name.as_str());
+        let version = decoding.metric.as_ref().map_or(0, |m| m.version);
+        let guarantee = decoding.guarantee.unwrap_or_default();
+        println!(
+            "{name} v{version}: {} reports in {} of {} cohorts, epsilon {} per report, \
+             eps_inf {} for an unchanged value",
+            decoding.reports,
+            decoding.cohorts_with_reports,
+            decoding.cohorts,
+            guarantee.epsilon_per_report,
+            guarantee.epsilon_lifetime
+        );
+    }
+    print_decoded(&decoded, args.format)
+}
+
+/// Reference-format files, decoded in this process.
+fn run_decode_files(args: DecodeArgs) -> anyhow::Result<()> {
+    let params_file = args.params.as_ref().context("--params is required")?;
+    let params = reference::read_params(params_file)?;
     let counts = match (&args.reports, &args.counts) {
         (Some(reports), None) => reference::counts_from_reports(reports, params.clone())?,
         (None, Some(counts)) => reference::read_counts(counts, params.clone())?,

@@ -7,11 +7,11 @@
 //! one word from the `support` most frequent words of
 //! `data/words/en_words_top10k.tsv` (in proportion to their frequency), and
 //! sends one report (cohort and IRR bits, derived as on a real device) through
-//! the Collector service in batches. After a graceful shutdown (every batch is
-//! committed) the per-cohort counts are read from the server's store: the
-//! Analytics service has no RPC for raw RAPPOR counts yet. They are decoded
-//! against the `candidates` most frequent words ([`super::decode`]) and every
-//! detected word is compared with the devices' true shares.
+//! the Collector service in batches. The analyst then asks the server, over
+//! gRPC like any analyst without file access, to decode the stored per-cohort
+//! counts against the `candidates` most frequent words
+//! (`Analytics.DecodeRappor`, which runs [`super::decode`]); every detected
+//! word is compared with the devices' true shares.
 //!
 //! # What the numbers mean
 //! - eps_1 is the loss of one report, eps_inf the lifetime loss of an unchanged
@@ -40,13 +40,11 @@ use ldp_sdk::{Epsilon, LdpRng};
 use rand::{Rng, RngExt};
 use serde::Serialize;
 
-use super::counts::CohortCounts;
-use super::decode::{DecodeOptions, Decoded, decode};
+use super::decode::Decoded;
+use super::wire::decoded_from_proto;
 use crate::cli::connect::ConnectArgs;
 use crate::server::{Config, Server};
 use crate::service::auth::Token;
-use crate::store::Store;
-use crate::store::sqlite::SqliteStore;
 
 /// Settings of the RAPPOR demo. The defaults are the shared `words-small` case:
 /// k = 16, h = 2, m = 64, f = 0.5, p = 0.5, q = 0.75, 100,000 devices, the top
@@ -106,15 +104,9 @@ pub enum RapporDemoError {
     /// The server failed.
     #[error(transparent)]
     Server(#[from] crate::server::ServerError),
-    /// Reading the stored counts failed.
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
     /// SDK error (parameters, wire conversion).
     #[error(transparent)]
     Sdk(#[from] ldp_sdk::Error),
-    /// Decoding failed.
-    #[error(transparent)]
-    Decode(#[from] super::RapporError),
     /// A gRPC call failed.
     #[error("{call}: {status}")]
     Rpc {
@@ -236,36 +228,25 @@ pub async fn run(config: RapporDemoConfig) -> Result<RapporOutcome, RapporDemoEr
     let db = work.path().join("ldp-rappor-demo.db");
     let token = Token::generate();
     let listen = "127.0.0.1:0".parse().expect("a valid socket address");
-    let server = Server::start(Config::new(listen, db.clone(), &token)).await?;
+    let server = Server::start(Config::new(listen, db, &token)).await?;
     let url = server.url();
     let started = Instant::now();
-    let (metric, truth) = collect(&config, support, &url, &token).await?;
-    let collect_time = started.elapsed();
+    let result = async {
+        let (metric, truth) = collect(&config, support, &url, &token).await?;
+        let collect_time = started.elapsed();
+        let decode_start = Instant::now();
+        let decoded = decode_over_grpc(&config, &metric, candidates, &url, &token).await?;
+        Ok::<_, RapporDemoError>((truth, collect_time, decode_start.elapsed(), decoded))
+    }
+    .await;
     server.shutdown().await?;
-
-    let store = SqliteStore::open(&db).await?;
-    let params = config.params.clone();
-    let cells = params.num_cohorts() as usize * (params.num_bits() as usize + 1);
-    let (stats, _) = store
-        .load_stats(metric.metric_id, metric.version, None, cells)
-        .await?;
-    store.close().await?;
-    let counts = CohortCounts::from_stats(params.clone(), &stats)?;
-    if counts.total_reports() != config.devices {
+    let (truth, collect_time, decode_time, decoded) = result?;
+    if decoded.num_reports != config.devices {
         return Err(RapporDemoError::Setup(format!(
-            "the server stored {} of {} reports",
-            counts.total_reports(),
-            config.devices
+            "the server decoded {} of {} reports",
+            decoded.num_reports, config.devices
         )));
     }
-
-    let decode_start = Instant::now();
-    let options = DecodeOptions {
-        alpha: config.alpha,
-        ..DecodeOptions::default()
-    };
-    let decoded = decode(&counts, &candidates, &options)?;
-    let decode_time = decode_start.elapsed();
     Ok(outcome(
         &config,
         url,
@@ -274,6 +255,44 @@ pub async fn run(config: RapporDemoConfig) -> Result<RapporOutcome, RapporDemoEr
         collect_time,
         decode_time,
     ))
+}
+
+/// The analyst's step: `Analytics.DecodeRappor` on the stored counts.
+async fn decode_over_grpc(
+    config: &RapporDemoConfig,
+    metric: &MetricSpec,
+    candidates: Vec<String>,
+    url: &str,
+    token: &Token,
+) -> Result<Decoded, RapporDemoError> {
+    let mut analytics = connect_args(url, token)
+        .analytics()
+        .await
+        .map_err(|e| RapporDemoError::Setup(e.to_string()))?;
+    let decoding = analytics
+        .decode_rappor(pb::DecodeRapporRequest {
+            metric: metric.name.clone(),
+            version: metric.version,
+            epochs: Vec::new(),
+            candidates,
+            alpha: config.alpha,
+        })
+        .await
+        .map_err(|status| RapporDemoError::Rpc {
+            call: "DecodeRappor".into(),
+            status,
+        })?
+        .into_inner();
+    Ok(decoded_from_proto(&decoding))
+}
+
+fn connect_args(url: &str, token: &Token) -> ConnectArgs {
+    ConnectArgs {
+        connect: url.to_string(),
+        token: Some(token.expose().to_string()),
+        token_file: None,
+        ca_cert: None,
+    }
 }
 
 /// Creates the metric and sends one report per device; returns the stored
@@ -299,12 +318,7 @@ async fn collect(
         },
     )
     .with_description("English words, RAPPOR (demo)");
-    let connect = ConnectArgs {
-        connect: url.to_string(),
-        token: Some(token.expose().to_string()),
-        token_file: None,
-        ca_cert: None,
-    };
+    let connect = connect_args(url, token);
     let setup = |e: anyhow::Error| RapporDemoError::Setup(e.to_string());
     let mut admin = connect.admin().await.map_err(setup)?;
     let mut collector = connect.collector().await.map_err(setup)?;

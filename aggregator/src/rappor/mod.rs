@@ -14,6 +14,8 @@
 //!   `counts.csv`, `map.csv` and `candidates.txt` exactly as the reference tools
 //!   do (CRLF, MSB-first bit strings, 1-based map rows), and converting reference
 //!   reports into [`ldp_sdk::mechanism::Report::Rappor`].
+//! - [`wire`]: a decoding as `ldp.v1.RapporDecoding`, the answer of
+//!   `Analytics.DecodeRappor` (served from the stored per-cohort counts).
 //! - [`demo`]: a simulation of devices sending RAPPOR reports over gRPC.
 //!
 //! All RAPPOR math that devices also need (Bloom hashing, the combined
@@ -43,6 +45,7 @@ pub mod decode;
 pub mod demo;
 mod linalg;
 pub mod reference;
+pub mod wire;
 
 /// Everything that can go wrong reading, counting or decoding RAPPOR data.
 #[derive(Debug, thiserror::Error)]

@@ -1,24 +1,99 @@
 //! `ldp.v1.Analytics`: estimates with standard errors, confidence intervals and
 //! the guarantee behind them. Requires the bearer token.
+//!
+//! Estimates are CPU work proportional to the metric's statistics (an OLH
+//! transform, a RAPPOR decode with a dense Gram matrix in the candidates), so
+//! every estimate runs on tokio's blocking pool ([`tokio::task::spawn_blocking`])
+//! and never stalls the async runtime that serves ingest. RAPPOR decodes also
+//! take one of [`CONCURRENT_RAPPOR_DECODES`] permits, which bounds their memory.
 
 use std::sync::Arc;
 
 use ldp_proto::v1 as pb;
+use ldp_sdk::mechanism::Mechanism;
+use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 
 use super::State;
+use crate::error::ServiceError;
 use crate::estimate;
+use crate::rappor::RapporError;
+use crate::rappor::counts::CohortCounts;
+use crate::rappor::decode::{DecodeOptions, decode};
+use crate::rappor::wire::decoding_to_proto;
+
+/// The most candidates one `DecodeRappor` request may carry. The decoder's
+/// normal equations are a dense (candidates + 1)^2 matrix of `f64`, 134 MB at
+/// this cap, and its non-negative fit costs O(candidates^2) per step.
+pub const MAX_RAPPOR_CANDIDATES: usize = 4_096;
+
+/// RAPPOR decodes that may run at once; further requests wait for a permit.
+pub const CONCURRENT_RAPPOR_DECODES: usize = 2;
+
+/// Family-wise error rate of the RAPPOR detection test when a request leaves it at 0.
+pub const DEFAULT_RAPPOR_ALPHA: f64 = 0.05;
 
 /// The Analytics service.
 #[derive(Debug, Clone)]
 pub struct Analytics {
     state: Arc<State>,
+    rappor_permits: Arc<Semaphore>,
 }
 
 impl Analytics {
     /// An Analytics service on shared state.
     pub fn new(state: Arc<State>) -> Self {
-        Self { state }
+        Self {
+            state,
+            rappor_permits: Arc::new(Semaphore::new(CONCURRENT_RAPPOR_DECODES)),
+        }
+    }
+}
+
+/// Runs CPU-heavy estimation work on the blocking pool.
+async fn blocking<T, F>(work: F) -> Result<T, ServiceError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, ServiceError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ServiceError::Internal(format!("estimation task failed: {e}")))?
+}
+
+/// Checks the shape of a `DecodeRappor` request; returns alpha (0 means the default).
+fn check_decode_request(r: &pb::DecodeRapporRequest) -> Result<f64, ServiceError> {
+    if r.candidates.is_empty() {
+        return Err(ServiceError::InvalidArgument(
+            "the candidate list is empty".into(),
+        ));
+    }
+    if r.candidates.len() > MAX_RAPPOR_CANDIDATES {
+        return Err(ServiceError::InvalidArgument(format!(
+            "{} candidates, at most {MAX_RAPPOR_CANDIDATES} per request",
+            r.candidates.len()
+        )));
+    }
+    let alpha = r.alpha;
+    if alpha == 0.0 {
+        Ok(DEFAULT_RAPPOR_ALPHA)
+    } else if alpha > 0.0 && alpha < 1.0 {
+        Ok(alpha)
+    } else {
+        Err(ServiceError::InvalidArgument(format!(
+            "alpha {alpha} is not in (0, 1)"
+        )))
+    }
+}
+
+/// A decode error on a validated request: bad candidates are the caller's
+/// fault; anything else means the stored statistics or the solver failed.
+fn rappor_error(err: RapporError) -> ServiceError {
+    match err {
+        RapporError::Candidates(_) | RapporError::Sdk(_) => {
+            ServiceError::InvalidArgument(err.to_string())
+        }
+        other => ServiceError::Internal(format!("RAPPOR decode: {other}")),
     }
 }
 
@@ -47,9 +122,9 @@ impl pb::analytics_server::Analytics for Analytics {
         let confidence = estimate::confidence(r.confidence)?;
         let metric = self.state.registry.by_name(&r.metric, r.version)?;
         let (stats, epochs) = self.state.stats(&metric, &r.epochs).await?;
-        Ok(Response::new(estimate::frequencies(
-            &metric, &stats, epochs, confidence,
-        )?))
+        let response =
+            blocking(move || estimate::frequencies(&metric, &stats, epochs, confidence)).await?;
+        Ok(Response::new(response))
     }
 
     async fn estimate_mean(
@@ -60,9 +135,9 @@ impl pb::analytics_server::Analytics for Analytics {
         let confidence = estimate::confidence(r.confidence)?;
         let metric = self.state.registry.by_name(&r.metric, r.version)?;
         let (stats, epochs) = self.state.stats(&metric, &r.epochs).await?;
-        Ok(Response::new(estimate::mean(
-            &metric, &stats, epochs, confidence,
-        )?))
+        let response =
+            blocking(move || estimate::mean(&metric, &stats, epochs, confidence)).await?;
+        Ok(Response::new(response))
     }
 
     async fn budget(
@@ -72,5 +147,53 @@ impl pb::analytics_server::Analytics for Analytics {
         Ok(Response::new(
             super::budget::budget(&self.state, request.into_inner()).await?,
         ))
+    }
+
+    async fn decode_rappor(
+        &self,
+        request: Request<pb::DecodeRapporRequest>,
+    ) -> Result<Response<pb::RapporDecoding>, Status> {
+        let r = request.into_inner();
+        let alpha = check_decode_request(&r)?;
+        let metric = self.state.registry.by_name(&r.metric, r.version)?;
+        let Mechanism::Rappor(rappor) = &metric.mechanism else {
+            return Err(ServiceError::InvalidArgument(format!(
+                "metric {:?} version {} does not use RAPPOR",
+                metric.spec.name, metric.spec.version
+            ))
+            .into());
+        };
+        let params = rappor.params().clone();
+        let (stats, epochs) = self.state.stats(&metric, &r.epochs).await?;
+        let _permit = self
+            .rappor_permits
+            .acquire()
+            .await
+            .map_err(|e| ServiceError::Internal(format!("decode permits: {e}")))?;
+        let candidates = r.candidates;
+        let response = blocking(move || {
+            let counts = CohortCounts::from_stats(params, &stats).map_err(rappor_error)?;
+            let options = DecodeOptions {
+                alpha,
+                ..DecodeOptions::default()
+            };
+            // No reports yet is an empty decoding (reports = 0), not an error.
+            let decoded = match decode(&counts, &candidates, &options) {
+                Ok(decoded) => Some(decoded),
+                Err(RapporError::NoReports) => None,
+                Err(e) => return Err(rappor_error(e)),
+            };
+            Ok(decoding_to_proto(
+                &metric,
+                &counts,
+                candidates.len(),
+                alpha,
+                decoded.as_ref(),
+                estimate::guarantee(&metric),
+                epochs,
+            ))
+        })
+        .await?;
+        Ok(Response::new(response))
     }
 }

@@ -7,5 +7,6 @@ mod demo;
 mod foundation;
 mod ingest;
 mod models;
+mod rappor;
 mod round_trip;
 mod tls;
