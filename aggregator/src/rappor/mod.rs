@@ -10,7 +10,7 @@
 //!   strings that are not candidates), least squares on the selected candidates
 //!   with standard errors, and a Bonferroni-corrected test as the detection
 //!   threshold.
-//! - [`reference`]: reading and writing `params.csv`, `reports.csv`,
+//! - [`reference`](mod@reference): reading and writing `params.csv`, `reports.csv`,
 //!   `counts.csv`, `map.csv` and `candidates.txt` exactly as the reference tools
 //!   do (CRLF, MSB-first bit strings, 1-based map rows), and converting reference
 //!   reports into [`ldp_sdk::mechanism::Report::Rappor`].
