@@ -238,30 +238,44 @@ impl SqliteStore {
         epochs: Option<&[u64]>,
         cells: usize,
     ) -> Result<(Stats, Vec<u64>), StoreError> {
-        let epoch_filter = |qb: &mut QueryBuilder<Sqlite>| -> Result<(), StoreError> {
+        // The epoch list is bound as one JSON array, however long: an `IN (?, ?, ...)`
+        // list would hit SQLite's limit of 32766 bound parameters. Epochs above
+        // i64::MAX cannot be stored, so they match nothing.
+        let mut stats = Stats::new(cells);
+        let epoch_list = match epochs {
+            Some(epochs) => {
+                let mut list: Vec<i64> = epochs
+                    .iter()
+                    .filter_map(|&e| i64::try_from(e).ok())
+                    .collect();
+                if list.is_empty() {
+                    return Ok((stats, Vec::new()));
+                }
+                list.sort_unstable();
+                list.dedup();
+                Some(serde_json::to_string(&list).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+            }
+            None => None,
+        };
+        let epoch_filter = |qb: &mut QueryBuilder<Sqlite>| {
             qb.push(" WHERE metric_id = ")
                 .push_bind(i64::from(metric_id))
                 .push(" AND version = ")
                 .push_bind(i64::from(version));
-            if let Some(epochs) = epochs {
-                qb.push(" AND epoch IN (");
-                let mut list = qb.separated(", ");
-                for &e in epochs {
-                    list.push_bind(to_i64(e, "epoch")?);
-                }
-                qb.push(")");
+            if let Some(list) = &epoch_list {
+                qb.push(" AND epoch IN (SELECT value FROM json_each(")
+                    .push_bind(list.clone())
+                    .push("))");
             }
-            Ok(())
         };
-        let mut stats = Stats::new(cells);
-        if epochs.is_some_and(<[u64]>::is_empty) {
-            return Ok((stats, Vec::new()));
-        }
+        // One read transaction: totals and counters come from the same snapshot
+        // even when a commit lands between the two queries.
+        let mut tx = self.read.begin().await?;
         let mut qb = QueryBuilder::<Sqlite>::new("SELECT epoch, reports, sum, sum_sq FROM totals");
-        epoch_filter(&mut qb)?;
+        epoch_filter(&mut qb);
         qb.push(" ORDER BY epoch");
         let mut present = Vec::new();
-        for row in qb.build().fetch_all(&self.read).await? {
+        for row in qb.build().fetch_all(&mut *tx).await? {
             present.push(from_i64(row.try_get("epoch")?, "epoch")?);
             stats.reports += from_i64::<u64>(row.try_get("reports")?, "reports")?;
             stats.sum += row.try_get::<f64, _>("sum")?;
@@ -270,9 +284,9 @@ impl SqliteStore {
         let mut qb = QueryBuilder::<Sqlite>::new(
             "SELECT cell, CAST(SUM(n) AS BIGINT) AS n FROM cell_counts",
         );
-        epoch_filter(&mut qb)?;
+        epoch_filter(&mut qb);
         qb.push(" GROUP BY cell");
-        for row in qb.build().fetch_all(&self.read).await? {
+        for row in qb.build().fetch_all(&mut *tx).await? {
             let cell: usize = from_i64(row.try_get("cell")?, "cell")?;
             let n: u64 = from_i64(row.try_get("n")?, "count")?;
             let slot = stats.counts.get_mut(cell).ok_or_else(|| {
@@ -280,6 +294,7 @@ impl SqliteStore {
             })?;
             *slot = n;
         }
+        tx.commit().await?;
         Ok((stats, present))
     }
 }
@@ -450,6 +465,29 @@ mod tests {
         );
         let (one, _) = store.load_stats(1, 1, Some(&[1]), 2).await.unwrap();
         assert_eq!(one.counts, vec![3, 5]);
+    }
+
+    /// Regression: an estimate over more than 32766 epochs failed with INTERNAL
+    /// (SQLite's limit of bound parameters in `epoch IN (?, ...)`), and an epoch
+    /// above i64::MAX failed the conversion; now any list works and epochs that
+    /// cannot be stored match nothing.
+    #[tokio::test]
+    async fn stats_over_any_number_of_epochs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        let group = [
+            delta(b"a", 3, vec![1, 2]),
+            delta(b"b", 39_999, vec![0, 5]),
+            delta(b"c", 50_000, vec![7, 0]),
+        ];
+        store.commit_batches(&group, 1).await.unwrap();
+        let mut epochs: Vec<u64> = (0..40_000).collect();
+        epochs.extend([3, u64::MAX, i64::MAX as u64 + 1]);
+        let (stats, present) = store.load_stats(1, 1, Some(&epochs), 2).await.unwrap();
+        assert_eq!((stats.reports, stats.counts), (8, vec![1, 7]));
+        assert_eq!(present, vec![3, 39_999]);
+        let (none, present) = store.load_stats(1, 1, Some(&[u64::MAX]), 2).await.unwrap();
+        assert_eq!((none.reports, present), (0, vec![]));
     }
 
     #[tokio::test]
