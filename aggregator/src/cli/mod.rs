@@ -92,3 +92,13 @@ pub enum Format {
     /// One JSON document.
     Json,
 }
+
+/// `s` as one CSV field (RFC 4180): quoted when it holds a comma, a quote or a
+/// line break, with quotes doubled.
+pub(crate) fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}

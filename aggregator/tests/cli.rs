@@ -1,0 +1,231 @@
+//! The `ldp` binary as an operator or analyst uses it: a real process, mostly
+//! against an in-process server on an ephemeral port. Each test pins defects
+//! found by using the CLI (named in its doc). The invariant behind them: a bad
+//! input gives an `error: ...` line and a failure status, never a panic, a
+//! backtrace or INTERNAL; an answer that is not an estimate is never printed as
+//! one.
+//!
+//! It lives in the aggregator crate because it needs the `ldp` binary
+//! (`CARGO_BIN_EXE_ldp`).
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use ldp_aggregator::server::{Config, RunningServer, Server};
+use ldp_aggregator::service::auth::Token;
+
+const TOKEN: &str = "cli-test-token";
+
+async fn server(dir: &Path) -> anyhow::Result<RunningServer> {
+    let token = Token::new(TOKEN).map_err(anyhow::Error::msg)?;
+    let config = Config::new("127.0.0.1:0".parse()?, dir.join("ldp.db"), &token);
+    Ok(Server::start(config).await?)
+}
+
+/// `ldp <args>` with the connection and token of `server` in its environment.
+fn ldp(server: &RunningServer, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ldp"));
+    command
+        .args(args)
+        .env("LDP_CONNECT", server.url())
+        .env("LDP_TOKEN", TOKEN)
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs a client command off the async runtime (the server runs on it).
+async fn run(mut command: Command) -> anyhow::Result<Output> {
+    Ok(tokio::task::spawn_blocking(move || command.output()).await??)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+async fn create_metric(server: &RunningServer, args: &[&str]) -> anyhow::Result<()> {
+    let mut all = vec!["metric", "create"];
+    all.extend_from_slice(args);
+    let out = run(ldp(server, &all)).await?;
+    anyhow::ensure!(out.status.success(), "create failed: {}", text(&out.stderr));
+    Ok(())
+}
+
+/// Regression: `ldp estimate` on a metric without reports printed a table of
+/// zero estimates with zero standard errors, as if the share of every value
+/// were known to be exactly 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn estimate_without_reports_says_so_in_every_format() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = server(dir.path()).await?;
+    let color = [
+        "--name",
+        "app.color",
+        "--mechanism",
+        "grr",
+        "--epsilon",
+        "1",
+    ];
+    create_metric(
+        &server,
+        &[&color[..], &["--categories", "red,green"]].concat(),
+    )
+    .await?;
+    let age = [
+        "--name",
+        "app.age",
+        "--mechanism",
+        "duchi",
+        "--epsilon",
+        "1",
+    ];
+    create_metric(&server, &[&age[..], &["--lo", "0", "--hi", "100"]].concat()).await?;
+    for metric in ["app.color", "app.age"] {
+        let estimate = |format: &str| {
+            ldp(
+                &server,
+                &["estimate", "--metric", metric, "--format", format],
+            )
+        };
+        let table = run(estimate("table")).await?;
+        assert!(table.status.success(), "{}", text(&table.stderr));
+        let table = text(&table.stdout);
+        assert!(table.contains("no reports"), "{metric}: {table}");
+        assert!(!table.contains("0.0"), "{metric} printed numbers: {table}");
+
+        let json = run(estimate("json")).await?;
+        assert!(json.status.success(), "{}", text(&json.stderr));
+        let doc: serde_json::Value = serde_json::from_slice(&json.stdout)?;
+        assert_eq!(doc["status"], "no_reports", "{metric}: {doc}");
+        assert_eq!(doc["reports"], 0, "{metric}: {doc}");
+        if metric == "app.age" {
+            assert!(doc["mean"].is_null(), "{doc}");
+        } else {
+            assert_eq!(doc["values"], serde_json::json!([]), "{doc}");
+        }
+
+        let csv = run(estimate("csv")).await?;
+        assert!(csv.status.success(), "{}", text(&csv.stderr));
+        assert_eq!(
+            text(&csv.stdout).lines().count(),
+            1,
+            "{metric}: header only"
+        );
+        assert!(text(&csv.stderr).contains("no reports"), "{metric}");
+    }
+    server.shutdown().await?;
+    Ok(())
+}
+
+/// Regression: `--confidence 0` was sent as 0, which the server reads as
+/// "default", so a typo silently gave 95% intervals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_inputs_fail_with_one_clear_line() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = server(dir.path()).await?;
+    let color = [
+        "--name",
+        "app.color",
+        "--mechanism",
+        "grr",
+        "--epsilon",
+        "1",
+    ];
+    create_metric(
+        &server,
+        &[&color[..], &["--categories", "red,green"]].concat(),
+    )
+    .await?;
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["estimate", "--metric", "app.color", "--confidence", "0"],
+            "--confidence",
+        ),
+        (
+            &["estimate", "--metric", "app.color", "--confidence", "1"],
+            "--confidence",
+        ),
+        (
+            &["estimate", "--metric", "app.color", "--confidence", "NaN"],
+            "--confidence",
+        ),
+        (&["estimate", "--metric", "nope"], "nope"),
+        (&["metric", "show", "nope"], "nope"),
+        (
+            &[
+                "metric",
+                "create",
+                "--name",
+                "bad name",
+                "--mechanism",
+                "grr",
+                "--epsilon",
+                "1",
+                "--domain-size",
+                "4",
+            ],
+            "name",
+        ),
+        (
+            &[
+                "metric",
+                "create",
+                "--name",
+                "x",
+                "--mechanism",
+                "grr",
+                "--epsilon",
+                "0",
+                "--domain-size",
+                "4",
+            ],
+            "epsilon",
+        ),
+        (
+            &[
+                "metric",
+                "create",
+                "--name",
+                "x",
+                "--mechanism",
+                "grr",
+                "--epsilon",
+                "1",
+            ],
+            "domain",
+        ),
+        (
+            &[
+                "metric",
+                "create",
+                "--name",
+                "x",
+                "--mechanism",
+                "duchi",
+                "--epsilon",
+                "1",
+                "--lo",
+                "5",
+                "--hi",
+                "1",
+            ],
+            "",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = run(ldp(&server, args)).await?;
+        let stderr = text(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{args:?} succeeded: {}",
+            text(&out.stdout)
+        );
+        let first = stderr.lines().next().unwrap_or("");
+        assert!(first.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(first.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Internal"), "{args:?}: {stderr}");
+    }
+    server.shutdown().await?;
+    Ok(())
+}
