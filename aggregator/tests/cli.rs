@@ -229,3 +229,76 @@ async fn bad_inputs_fail_with_one_clear_line() -> anyhow::Result<()> {
     server.shutdown().await?;
     Ok(())
 }
+
+/// Regression: `ldp metric list | head -1` panicked with "failed printing to
+/// stdout: Broken pipe" and a backtrace once `head` had exited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_to_a_closed_pipe_stops_quietly() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = server(dir.path()).await?;
+    let color = [
+        "--name",
+        "app.color",
+        "--mechanism",
+        "grr",
+        "--epsilon",
+        "1",
+    ];
+    create_metric(
+        &server,
+        &[&color[..], &["--categories", "red,green"]].concat(),
+    )
+    .await?;
+    for args in [
+        &["metric", "list"][..],
+        &["stats"],
+        &["metric", "show", "app.color"],
+    ] {
+        let mut command = ldp(&server, args);
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("RUST_BACKTRACE", "1");
+        let out = tokio::task::spawn_blocking(move || -> std::io::Result<Output> {
+            let mut child = command.spawn()?;
+            // Close the read end before the command has connected, let alone printed.
+            drop(child.stdout.take());
+            child.wait_with_output()
+        })
+        .await??;
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+    server.shutdown().await?;
+    Ok(())
+}
+
+/// Regression: log lines carried ANSI colour codes when stderr was a file or a
+/// pipe (`ldp serve 2> ldp.log`).
+#[test]
+fn logs_are_not_coloured_off_a_terminal() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("ldp.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ldp"))
+        .args(["--log", "info", "serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(dir.path().join("ldp.db"))
+        .env("LDP_TOKEN", TOKEN)
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)?;
+    child.kill()?;
+    child.wait()?;
+    assert!(line.starts_with("listening on"), "{line:?}");
+    let logged = std::fs::read_to_string(&log)?;
+    assert!(logged.contains("serving"), "{logged}");
+    assert!(!logged.contains('\u{1b}'), "escape codes in {logged:?}");
+    Ok(())
+}
