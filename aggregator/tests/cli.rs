@@ -302,3 +302,133 @@ fn logs_are_not_coloured_off_a_terminal() -> anyhow::Result<()> {
     assert!(!logged.contains('\u{1b}'), "escape codes in {logged:?}");
     Ok(())
 }
+
+/// Regressions: `--lo -40` was read as an unknown flag, so a numeric metric
+/// could not have a negative range; `ldp metric list --format csv` wrote the
+/// mechanism label (`hybrid(hi=50.0, lo=-40.0)`) unquoted, splitting it into
+/// two CSV fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_ranges_and_csv_listing() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = server(dir.path()).await?;
+    let temp = [
+        "--name",
+        "room.temp",
+        "--mechanism",
+        "hybrid",
+        "--epsilon",
+        "1",
+    ];
+    create_metric(
+        &server,
+        &[&temp[..], &["--lo", "-40", "--hi", "50"]].concat(),
+    )
+    .await?;
+    let out = run(ldp(&server, &["metric", "list", "--format", "csv"])).await?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let csv = text(&out.stdout);
+    let row = csv.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.starts_with("room.temp,1,1,\"hybrid(") && row.ends_with("\",1,0"),
+        "{csv}"
+    );
+    server.shutdown().await?;
+    Ok(())
+}
+
+/// `ldp serve` with `args`, on an ephemeral port and a fresh database in `dir`
+/// unless `args` say otherwise.
+fn serve(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ldp"));
+    command.args(["--log", "warn", "serve"]);
+    if !args.contains(&"--listen") {
+        command.args(["--listen", "127.0.0.1:0"]);
+    }
+    if !args.contains(&"--db") {
+        command.arg("--db").arg(dir.join("other.db"));
+    }
+    command
+        .args(args)
+        .env("LDP_TOKEN", TOKEN)
+        .stdin(Stdio::null());
+    command
+}
+
+/// Regressions: a second `ldp serve` on the database of a running one started
+/// and served a diverging copy of the metrics and closed epochs; limits of 0
+/// started a server that refused every request; a missing TLS file was
+/// reported without its name; a busy port was reported as "i/o: Address
+/// already in use (os error 98): Address already in use (os error 98)".
+#[test]
+fn serve_refuses_bad_setups_with_one_clear_line() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("ldp.db");
+    let db_arg = db.to_str().ok_or_else(|| anyhow::anyhow!("path"))?;
+    let mut first = serve(dir.path(), &["--db", db_arg])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let stdout = first
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_default()
+        .to_string();
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec!["--db", db_arg],
+            vec!["already served by another ldp process"],
+        ),
+        (
+            vec!["--max-batch-reports", "0"],
+            vec!["--max-batch-reports", "at least 1"],
+        ),
+        (
+            vec!["--max-message-bytes", "0"],
+            vec!["--max-message-bytes", "at least 1024"],
+        ),
+        (
+            vec!["--max-group-batches", "0"],
+            vec!["--max-group-batches"],
+        ),
+        (
+            vec![
+                "--tls-cert",
+                "/nonexistent/cert.pem",
+                "--tls-key",
+                "/nonexistent/key.pem",
+            ],
+            vec!["--tls-cert /nonexistent/cert.pem"],
+        ),
+        (
+            vec!["--listen", &addr],
+            vec![&addr, "Address already in use"],
+        ),
+    ];
+    let results: Vec<_> = cases
+        .iter()
+        .map(|(args, _)| serve(dir.path(), args).output())
+        .collect();
+    first.kill()?;
+    first.wait()?;
+    for ((args, needles), out) in cases.iter().zip(results) {
+        let out = out?;
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{args:?} started");
+        let first_line = stderr.lines().next().unwrap_or_default();
+        assert!(first_line.starts_with("error: "), "{args:?}: {stderr}");
+        for needle in needles {
+            assert!(first_line.contains(needle), "{args:?}: {stderr}");
+        }
+        assert_eq!(
+            first_line.matches("os error").count().min(1),
+            first_line.matches("os error").count(),
+            "{args:?} repeats its cause: {first_line}"
+        );
+    }
+    Ok(())
+}

@@ -15,8 +15,8 @@ use ldp_sdk::mechanism::MechanismSpec;
 use ldp_sdk::metric::MetricSpec;
 use ldp_sdk::wire;
 
-use super::Format;
 use super::connect::ConnectArgs;
+use super::{Format, csv_field};
 
 /// `ldp metric ...`
 #[derive(Debug, clap::Subcommand)]
@@ -78,11 +78,11 @@ pub struct CreateArgs {
     /// File with one category label per line.
     #[arg(long, conflicts_with = "categories")]
     pub categories_file: Option<PathBuf>,
-    /// Lower bound of a numeric metric.
-    #[arg(long)]
+    /// Lower bound of a numeric metric (may be negative: `--lo -40`).
+    #[arg(long, allow_negative_numbers = true)]
     pub lo: Option<f64>,
     /// Upper bound of a numeric metric.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub hi: Option<f64>,
     /// OLH buckets (0 = optimal).
     #[arg(long, default_value_t = 0)]
@@ -244,12 +244,13 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
         Format::Csv => {
             println!("name,version,metric_id,mechanism,epsilon,epoch_seconds");
             for s in &specs {
+                // The mechanism label holds commas: quote it.
                 println!(
                     "{},{},{},{},{},{}",
-                    s.name,
+                    csv_field(&s.name),
                     s.version,
                     s.metric_id,
-                    mechanism_label(&s.mechanism),
+                    csv_field(&mechanism_label(&s.mechanism)),
                     s.epsilon,
                     s.epoch_seconds
                 );
