@@ -11,8 +11,9 @@
 //! - the decoding equals the in-process decode of the same counts, field by
 //!   field, and carries the metric's eps_1 and eps_inf;
 //! - bad requests get INVALID_ARGUMENT (not RAPPOR, empty, oversized or
-//!   duplicated candidates, alpha outside (0, 1)) or NOT_FOUND (unknown metric
-//!   or version), and a metric without reports decodes to `reports = 0`.
+//!   duplicated candidates, alpha outside (0, 1)), NOT_FOUND (unknown metric
+//!   or version) or UNAUTHENTICATED (no token), and a metric without reports
+//!   decodes to `reports = 0`.
 
 use ldp_aggregator::rappor::counts::CohortCounts;
 use ldp_aggregator::rappor::decode::{DecodeOptions, decode};
@@ -215,5 +216,11 @@ async fn decode_rappor_rejects_bad_requests_with_their_status_codes() -> anyhow:
         let status = analytics.decode_rappor(req).await.unwrap_err();
         assert_eq!(status.code(), code, "{what}: {status:?}");
     }
+    // Analytics needs the bearer token.
+    let status = pb::analytics_client::AnalyticsClient::new(server.channel().await?)
+        .decode_rappor(request(&metric.name, &ok))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     server.stop().await
 }
