@@ -165,13 +165,15 @@ impl pb::analytics_server::Analytics for Analytics {
         };
         let params = rappor.params().clone();
         let (stats, epochs) = self.state.stats(&metric, &r.epochs).await?;
-        let _permit = self
-            .rappor_permits
-            .acquire()
+        // The permit moves into the task: a cancelled request does not free it
+        // before the decode (and its memory) is done.
+        let permit = Arc::clone(&self.rappor_permits)
+            .acquire_owned()
             .await
             .map_err(|e| ServiceError::Internal(format!("decode permits: {e}")))?;
         let candidates = r.candidates;
         let response = blocking(move || {
+            let _permit = permit;
             let counts = CohortCounts::from_stats(params, &stats).map_err(rappor_error)?;
             let options = DecodeOptions {
                 alpha,
