@@ -199,7 +199,7 @@ pub struct RapporOutcome {
     pub decoded: Decoded,
     /// Seconds to simulate and send every report.
     pub collect_seconds: f64,
-    /// Seconds to decode.
+    /// Seconds of the `Analytics.DecodeRappor` call (the server decodes its stored counts).
     pub decode_seconds: f64,
 }
 
@@ -527,7 +527,7 @@ pub fn render_text(o: &RapporOutcome) -> String {
     out.push_str(&format!(
         "\n\ndetected {}, false positives {}, total variation {:.4} (undetected true mass {:.4}), \
          threshold z > {:.2} (Bonferroni, alpha {} over {} candidates)\n\
-         collect {:.2} s, decode {:.3} s\n",
+         collect {:.2} s, decode {:.3} s (Analytics.DecodeRappor on the server)\n",
         o.detected.len(),
         o.false_positives,
         o.tv_distance,
@@ -569,7 +569,7 @@ pub fn html_section(o: &RapporOutcome) -> String {
          <table>\n<tr><th>word</th><th>estimate</th><th>std error</th><th>95% interval</th><th>true share</th></tr>\n{rows}</table>\n\
          <p>Detected {}, false positives {}, total variation distance {:.4} \
          (true mass of undetected words {:.4}); detection threshold z &gt; {:.2} \
-         (Bonferroni, alpha {}). Decode time {:.3} s.</p>\n</section>\n",
+         (Bonferroni, alpha {}). Decoded by the server (Analytics.DecodeRappor) in {:.3} s.</p>\n</section>\n",
         o.devices,
         o.support,
         o.candidates,
