@@ -292,8 +292,16 @@ impl Ingest {
         })
     }
 
-    /// Closes `epoch` of `metric_id` after every batch queued before it is committed.
+    /// Closes `epoch` of `metric_id` after every batch queued before it is
+    /// committed. An epoch beyond the storage's range (above i64::MAX) is
+    /// `INVALID_ARGUMENT`: no report can name it.
     pub async fn close_epoch(&self, metric_id: u32, epoch: u64) -> Result<(), ServiceError> {
+        if i64::try_from(epoch).is_err() {
+            return Err(ServiceError::InvalidArgument(format!(
+                "epoch {epoch} is beyond the largest epoch, {}",
+                i64::MAX
+            )));
+        }
         let (ack, done) = oneshot::channel();
         self.send(Command::Close {
             metric_id,
@@ -469,6 +477,17 @@ mod tests {
             MetricSpec::new("big", Epsilon::new(1.0).unwrap(), mechanism).with_epoch_seconds(1);
         (spec.metric_id, spec.version, spec.created_at) = (1, 1, 1_000_000);
         spec
+    }
+
+    /// Regression: Admin.CloseEpoch with epoch 2^64 - 1 reached the store, whose
+    /// conversion to SQLite's signed integer failed: INTERNAL.
+    #[tokio::test]
+    async fn closing_an_epoch_beyond_storage_is_invalid_argument() {
+        let ingest = ingest_with(spec_with_epochs(MechanismSpec::Grr { domain_size: 4 }));
+        for epoch in [u64::MAX, i64::MAX as u64 + 1] {
+            let err = ingest.close_epoch(1, epoch).await.unwrap_err();
+            assert!(matches!(err, ServiceError::InvalidArgument(_)), "{err}");
+        }
     }
 
     /// Regression: an unauthenticated Submit whose reports each name a different

@@ -374,5 +374,22 @@ async fn epochs_are_validated_pooled_on_request_and_closed() -> anyhow::Result<(
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert_eq!(estimate(vec![]).await?.into_inner().reports, 5);
+
+    // Epochs no storage can hold: closing one is INVALID_ARGUMENT (it was
+    // INTERNAL), estimating over one finds no reports (it was INTERNAL).
+    let err = server
+        .admin()
+        .await?
+        .close_epoch(pb::CloseEpochRequest {
+            metric: "ep.grr".into(),
+            epoch: u64::MAX,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
+    assert_eq!(estimate(vec![u64::MAX]).await?.into_inner().reports, 0);
+    // An estimate over more epochs than SQLite has bound parameters works.
+    let many: Vec<u64> = (current..current + 40_000).collect();
+    assert_eq!(estimate(many).await?.into_inner().reports, 5);
     server.stop().await
 }
