@@ -306,7 +306,7 @@ fn logs_are_not_coloured_off_a_terminal() -> anyhow::Result<()> {
 /// Regressions: `--lo -40` was read as an unknown flag, so a numeric metric
 /// could not have a negative range; `ldp metric list --format csv` wrote the
 /// mechanism label (`hybrid(hi=50.0, lo=-40.0)`) unquoted, splitting it into
-/// two CSV fields.
+/// two CSV fields; `--token-file` was an error whenever `LDP_TOKEN` was set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn negative_ranges_and_csv_listing() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -324,7 +324,16 @@ async fn negative_ranges_and_csv_listing() -> anyhow::Result<()> {
         &[&temp[..], &["--lo", "-40", "--hi", "50"]].concat(),
     )
     .await?;
-    let out = run(ldp(&server, &["metric", "list", "--format", "csv"])).await?;
+    // Regression: with LDP_TOKEN exported (as `ldp` helps every command here),
+    // `--token-file` was refused as conflicting with `--token`.
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, TOKEN)?;
+    let mut list = ldp(
+        &server,
+        &["metric", "list", "--format", "csv", "--token-file"],
+    );
+    list.arg(&token_file).env("LDP_TOKEN", "a-stale-token");
+    let out = run(list).await?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let csv = text(&out.stdout);
     let row = csv.lines().nth(1).unwrap_or_default();

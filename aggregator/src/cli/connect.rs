@@ -26,8 +26,9 @@ pub struct ConnectArgs {
     /// Bearer token for Analytics and Admin.
     #[arg(long, env = "LDP_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// File holding the bearer token (e.g. the `<db>.token` file `ldp serve` wrote).
-    #[arg(long, conflicts_with = "token")]
+    /// File holding the bearer token (e.g. the `<db>.token` file `ldp serve`
+    /// wrote); it takes precedence over `--token` and `LDP_TOKEN`.
+    #[arg(long)]
     pub token_file: Option<PathBuf>,
     /// PEM CA certificate to verify a TLS server with.
     #[arg(long)]
@@ -58,12 +59,14 @@ impl ConnectArgs {
             .with_context(|| format!("connecting to {}", self.connect))
     }
 
-    /// The token from `--token`, `LDP_TOKEN` or `--token-file`.
+    /// The token from `--token-file`, else `--token` or `LDP_TOKEN`. (A file
+    /// named on the command line wins, so an exported `LDP_TOKEN` never makes
+    /// `--token-file` an error.)
     pub fn token(&self) -> anyhow::Result<Token> {
-        let raw = match (&self.token, &self.token_file) {
-            (Some(t), _) => t.clone(),
-            (None, Some(path)) => std::fs::read_to_string(path)
+        let raw = match (&self.token_file, &self.token) {
+            (Some(path), _) => std::fs::read_to_string(path)
                 .with_context(|| format!("reading token file {}", path.display()))?,
+            (None, Some(t)) => t.clone(),
             (None, None) => anyhow::bail!("give --token, LDP_TOKEN or --token-file"),
         };
         Token::new(&raw).map_err(anyhow::Error::msg)
