@@ -164,8 +164,8 @@ async fn run_decode_metric(metric: &str, args: &DecodeArgs) -> anyhow::Result<()
         let version = decoding.metric.as_ref().map_or(0, |m| m.version);
         let guarantee = decoding.guarantee.unwrap_or_default();
         println!(
-            "{name} v{version}: {} reports in {} of {} cohorts, epsilon {} per report, \
-             eps_inf {} for an unchanged value",
+            "{name} v{version}: {} reports in {} of {} cohorts, epsilon {:.4} per report, \
+             eps_inf {:.4} for an unchanged value",
             decoding.reports,
             decoding.cohorts_with_reports,
             decoding.cohorts,
