@@ -13,6 +13,12 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use ldp_proto::v1 as pb;
 
+/// Most methods with their own latency histogram (about 190 KB each); the
+/// services have about 20.
+pub const MAX_METHODS: usize = 64;
+/// The entry that records the calls of methods beyond [`MAX_METHODS`].
+pub const OTHER_METHODS: &str = "(other methods)";
+
 /// Counters and histograms of one server.
 #[derive(Debug)]
 pub struct Telemetry {
@@ -52,10 +58,18 @@ impl Default for Telemetry {
 }
 
 impl Telemetry {
-    /// Records one call of `method` that took `elapsed`.
+    /// Records one call of `method` that took `elapsed`. At most
+    /// [`MAX_METHODS`] methods get their own entry; calls of further ones are
+    /// recorded under [`OTHER_METHODS`], so made-up method paths cannot grow the
+    /// map without bound.
     pub fn record(&self, method: &str, elapsed: Duration, error: bool) {
         let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         let mut rpcs = self.rpcs.lock().unwrap_or_else(|e| e.into_inner());
+        let method = if rpcs.len() >= MAX_METHODS && !rpcs.contains_key(method) {
+            OTHER_METHODS
+        } else {
+            method
+        };
         let record = match rpcs.get_mut(method) {
             Some(r) => r,
             None => rpcs.entry(method.to_string()).or_insert_with(|| RpcRecord {
@@ -99,5 +113,24 @@ impl Telemetry {
             uptime_seconds: self.started.elapsed().as_secs(),
             group_commits: self.group_commits.load(Ordering::Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_beyond_the_limit_share_one_entry() {
+        let telemetry = Telemetry::default();
+        for i in 0..MAX_METHODS + 50 {
+            telemetry.record(&format!("/svc/M{i}"), Duration::from_micros(5), false);
+        }
+        telemetry.record("/svc/M0", Duration::from_micros(5), true);
+        let rpcs = telemetry.snapshot().rpcs;
+        assert_eq!(rpcs.len(), MAX_METHODS + 1);
+        let calls = |name: &str| rpcs.iter().find(|r| r.method == name).map(|r| r.calls);
+        assert_eq!(calls(OTHER_METHODS), Some(50));
+        assert_eq!(calls("/svc/M0"), Some(2));
     }
 }

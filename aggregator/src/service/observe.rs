@@ -19,9 +19,17 @@ use tonic::server::NamedService;
 
 use crate::telemetry::Telemetry;
 
-/// `grpc-status` of OUT_OF_RANGE and RESOURCE_EXHAUSTED.
+/// `grpc-status` of OUT_OF_RANGE, RESOURCE_EXHAUSTED and UNIMPLEMENTED.
 const OUT_OF_RANGE: &[u8] = b"11";
 const RESOURCE_EXHAUSTED: &str = "8";
+const UNIMPLEMENTED: &[u8] = b"12";
+
+/// The one telemetry key of every unknown method of a service:
+/// `/ldp.v1.Collector/Nope` becomes `/ldp.v1.Collector/(unimplemented)`.
+fn unimplemented_key(path: &str) -> String {
+    let service = path.rsplit_once('/').map_or(path, |(service, _)| service);
+    format!("{service}/(unimplemented)")
+}
 
 /// A timed service.
 #[derive(Debug, Clone)]
@@ -69,11 +77,65 @@ where
             if headers.get("grpc-status").map(HeaderValue::as_bytes) == Some(OUT_OF_RANGE) {
                 headers.insert("grpc-status", HeaderValue::from_static(RESOURCE_EXHAUSTED));
             }
-            let error = headers
-                .get("grpc-status")
-                .is_some_and(|s| s.as_bytes() != b"0");
+            let status = headers.get("grpc-status").map(HeaderValue::as_bytes);
+            let error = status.is_some_and(|s| s != b"0");
+            // Any client may call made-up methods; recording each under its own
+            // path would grow the histogram map (about 190 KB each) without bound.
+            let method = if status == Some(UNIMPLEMENTED) {
+                unimplemented_key(&method)
+            } else {
+                method
+            };
             telemetry.record(&method, started.elapsed(), error);
             Ok(response)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Ready;
+
+    use super::*;
+
+    /// A service that answers every call with `grpc-status: 12` (UNIMPLEMENTED).
+    #[derive(Clone)]
+    struct Unimplemented;
+
+    impl Service<Request<Body>> for Unimplemented {
+        type Response = Response<Body>;
+        type Error = Infallible;
+        type Future = Ready<Result<Response<Body>, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Request<Body>) -> Self::Future {
+            let mut response = Response::new(Body::empty());
+            response
+                .headers_mut()
+                .insert("grpc-status", HeaderValue::from_static("12"));
+            std::future::ready(Ok(response))
+        }
+    }
+
+    /// Regression: every distinct made-up method path got its own latency
+    /// histogram, so unauthenticated calls could grow server memory without bound.
+    #[tokio::test]
+    async fn unknown_methods_share_one_telemetry_entry() {
+        let telemetry = Arc::new(Telemetry::default());
+        let mut observed = Observed::new(Unimplemented, telemetry.clone());
+        for i in 0..100 {
+            let request = Request::builder()
+                .uri(format!("/ldp.v1.Collector/Made{i}"))
+                .body(Body::empty())
+                .unwrap();
+            observed.call(request).await.unwrap();
+        }
+        let rpcs = telemetry.snapshot().rpcs;
+        assert_eq!(rpcs.len(), 1, "{rpcs:?}");
+        assert_eq!(rpcs[0].method, "/ldp.v1.Collector/(unimplemented)");
+        assert_eq!((rpcs[0].calls, rpcs[0].errors), (100, 100));
     }
 }
