@@ -77,6 +77,9 @@ fn uniform_below_in(rng: &mut ChaCha12Rng, n: u64) -> u64 {
     if n == 0 {
         return 0;
     }
+    if let Ok(n32) = u32::try_from(n) {
+        return u64::from(uniform_below_u32(rng, n32));
+    }
     let mut m = u128::from(rng.next_u64()) * u128::from(n);
     if (m as u64) < n {
         let reject_below = n.wrapping_neg() % n;
@@ -85,6 +88,21 @@ fn uniform_below_in(rng: &mut ChaCha12Rng, n: u64) -> u64 {
         }
     }
     (m >> 64) as u64
+}
+
+/// [`uniform_below_in`] for `0 < n < 2^32`: the same exact rejection method on
+/// 32-bit words, so small ranges (the Bernoulli(1/k) coins of the discrete
+/// Laplace sampler) take half as much generator output.
+#[inline]
+fn uniform_below_u32(rng: &mut ChaCha12Rng, n: u32) -> u32 {
+    let mut m = u64::from(rng.next_u32()) * u64::from(n);
+    if (m as u32) < n {
+        let reject_below = n.wrapping_neg() % n;
+        while (m as u32) < reject_below {
+            m = u64::from(rng.next_u32()) * u64::from(n);
+        }
+    }
+    (m >> 32) as u32
 }
 
 /// 64 independent coins, each set with probability exactly `threshold / 2^64`,
@@ -218,7 +236,7 @@ pub fn discrete_laplace(rng: &mut LdpRng, s: u64, t: u64) -> i64 {
         // geometric with ratio e^(-s/t).
         let x = u.saturating_add(t.saturating_mul(v));
         let y = (x / s).min(i64::MAX as u64) as i64;
-        let negative = rng.next_u64() >> 63 == 1;
+        let negative = rng.next_u32() >> 31 == 1;
         if negative && y == 0 {
             continue;
         }
