@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `InvalidArgument` (bad report, bad spec, unknown metric id/version in a report) | `INVALID_ARGUMENT` |
 //! | `NotFound` (unknown metric name in Analytics/Admin) | `NOT_FOUND` |
-//! | `FailedPrecondition` (closed epoch) | `FAILED_PRECONDITION` |
+//! | `FailedPrecondition` (closed epoch; the mean of no reports) | `FAILED_PRECONDITION` |
 //! | `ResourceExhausted` (batch too large) | `RESOURCE_EXHAUSTED` |
 //! | `Unavailable` (shutting down) | `UNAVAILABLE` |
 //! | `Store`, `Internal` | `INTERNAL` (details only in the log) |

@@ -58,14 +58,21 @@ pub fn guarantee(metric: &Published) -> pb::Guarantee {
     }
 }
 
-/// Frequency estimates of every value of a categorical metric.
+/// Frequency estimates of every value of a categorical metric; no values
+/// (and `reports` = 0) when there are no reports.
 pub fn frequencies(
     metric: &Published,
     stats: &Stats,
     epochs: Vec<u64>,
     confidence: f64,
 ) -> Result<pb::FrequencyEstimate, ServiceError> {
-    let estimates = metric.mechanism.estimate_frequencies(stats)?;
+    let estimates = if stats.reports == 0 {
+        // Checks the metric's kind all the same (a numeric metric is refused).
+        metric.mechanism.estimate_frequencies(stats)?;
+        Vec::new()
+    } else {
+        metric.mechanism.estimate_frequencies(stats)?
+    };
     let unbiased: Vec<f64> = estimates.iter().map(|e| e.value).collect();
     let consistent = norm_sub(&unbiased, stats.reports as f64);
     let values = estimates
@@ -96,13 +103,20 @@ pub fn frequencies(
     })
 }
 
-/// The mean of a numeric metric.
+/// The mean of a numeric metric; `FAILED_PRECONDITION` when there are no
+/// reports (the mean is undefined).
 pub fn mean(
     metric: &Published,
     stats: &Stats,
     epochs: Vec<u64>,
     confidence: f64,
 ) -> Result<pb::MeanEstimate, ServiceError> {
+    if stats.reports == 0 && metric.mechanism.domain_size().is_none() {
+        return Err(ServiceError::FailedPrecondition(format!(
+            "no reports for metric {:?} version {} in the requested epochs: the mean is undefined",
+            metric.spec.name, metric.spec.version
+        )));
+    }
     let e: Estimate = metric.mechanism.estimate_mean(stats)?;
     let (ci_low, ci_high) = e.interval(confidence);
     Ok(pb::MeanEstimate {

@@ -153,3 +153,53 @@ async fn every_numeric_mechanism_mean_is_within_four_standard_errors() -> anyhow
     }
     server.stop().await
 }
+
+/// A metric without reports has no estimate: `EstimateFrequencies` answers
+/// n = 0 with no values (never a table of zeros), `EstimateMean`
+/// FAILED_PRECONDITION "no reports"; asking for the wrong kind stays
+/// INVALID_ARGUMENT.
+#[tokio::test]
+async fn no_reports_means_no_estimate() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start(dir.path()).await?;
+    let eps = Epsilon::new(1.0)?;
+    server
+        .create_metric(&MetricSpec::new(
+            "empty.color",
+            eps,
+            MechanismSpec::Oue { domain_size: 8 },
+        ))
+        .await?;
+    server
+        .create_metric(&MetricSpec::new(
+            "empty.age",
+            eps,
+            MechanismSpec::Duchi { lo: 0.0, hi: 100.0 },
+        ))
+        .await?;
+    let f = server.frequencies("empty.color").await?;
+    assert_eq!((f.reports, f.values.len()), (0, 0));
+    assert!(f.guarantee.is_some());
+    let mut analytics = server.analytics().await?;
+    let request = |metric: &str| pb::EstimateRequest {
+        metric: metric.into(),
+        ..Default::default()
+    };
+    let err = analytics
+        .estimate_mean(request("empty.age"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("no reports"), "{err:?}");
+    let err = analytics
+        .estimate_mean(request("empty.color"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    let err = analytics
+        .estimate_frequencies(request("empty.age"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    server.stop().await
+}
