@@ -345,6 +345,56 @@ async fn negative_ranges_and_csv_listing() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `ldp metric create --mechanism rappor`: epsilon defaults to the parameters'
+/// eps_1 (h = 2, f = 0.5, p = 0.25, q = 0.75: q* = 0.625, p* = 0.375 and
+/// eps_1 = h ln(q* (1 - p*) / (p* (1 - q*))) = 4 ln(5/3) = 2.0433), a
+/// smaller declared epsilon is refused (it would understate the loss), and the
+/// metric can then be decoded over gRPC (no reports yet: nothing detected).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rappor_metrics_from_the_cli() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = server(dir.path()).await?;
+    let rappor = [
+        "--name",
+        "app.words",
+        "--mechanism",
+        "rappor",
+        "--num-bits",
+        "32",
+    ];
+    create_metric(&server, &rappor).await?;
+    let out = run(ldp(&server, &["metric", "list", "--format", "json"])).await?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let eps = listed[0]["epsilon"].as_f64().unwrap_or_default();
+    assert!((eps - 4.0 * (5f64 / 3.0).ln()).abs() < 1e-9, "{listed}");
+    let understated = [&rappor[2..], &["--name", "app.w2", "--epsilon", "1"]].concat();
+    let mut all = vec!["metric", "create"];
+    all.extend_from_slice(&understated);
+    let out = run(ldp(&server, &all)).await?;
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("eps_1"), "{}", text(&out.stderr));
+    let candidates = dir.path().join("candidates.txt");
+    std::fs::write(&candidates, "apple\nbanana\n")?;
+    let mut decode = ldp(
+        &server,
+        &[
+            "rappor",
+            "decode",
+            "--metric",
+            "app.words",
+            "--format",
+            "json",
+            "--candidates",
+        ],
+    );
+    decode.arg(&candidates);
+    let out = run(decode).await?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    server.shutdown().await?;
+    Ok(())
+}
+
 /// `ldp serve` with `args`, on an ephemeral port and a fresh database in `dir`
 /// unless `args` say otherwise.
 fn serve(dir: &Path, args: &[&str]) -> Command {

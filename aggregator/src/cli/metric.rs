@@ -12,6 +12,7 @@ use comfy_table::Table;
 use ldp_proto::v1 as pb;
 use ldp_sdk::Epsilon;
 use ldp_sdk::mechanism::MechanismSpec;
+use ldp_sdk::mechanism::rappor::RapporParams;
 use ldp_sdk::metric::MetricSpec;
 use ldp_sdk::wire;
 
@@ -52,6 +53,9 @@ pub enum MechanismName {
     Piecewise,
     /// Hybrid mechanism (numeric).
     Hybrid,
+    /// RAPPOR: Bloom filter, memoized PRR and fresh IRR (strings decoded
+    /// against candidates with `ldp rappor decode`).
+    Rappor,
 }
 
 /// Options of `ldp metric create`.
@@ -66,9 +70,9 @@ pub struct CreateArgs {
     /// The randomizer.
     #[arg(long, value_enum)]
     pub mechanism: MechanismName,
-    /// Epsilon per report.
-    #[arg(long)]
-    pub epsilon: f64,
+    /// Epsilon per report (for RAPPOR: default and minimum the parameters' eps_1).
+    #[arg(long, required_unless_present = "num_bits")]
+    pub epsilon: Option<f64>,
     /// Domain size of a categorical metric (default: the number of --categories).
     #[arg(long)]
     pub domain_size: Option<u32>,
@@ -93,6 +97,24 @@ pub struct CreateArgs {
     /// Laplace grid exponent (0 = chosen from the range).
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     pub granularity_log2: i32,
+    /// RAPPOR Bloom filter bits k.
+    #[arg(long, help_heading = "RAPPOR")]
+    pub num_bits: Option<u32>,
+    /// RAPPOR hash functions h.
+    #[arg(long, default_value_t = 2, help_heading = "RAPPOR")]
+    pub num_hashes: u32,
+    /// RAPPOR cohorts m.
+    #[arg(long, default_value_t = 64, help_heading = "RAPPOR")]
+    pub num_cohorts: u32,
+    /// RAPPOR permanent randomized response f.
+    #[arg(long, default_value_t = 0.5, help_heading = "RAPPOR")]
+    pub prr_f: f64,
+    /// RAPPOR IRR P(1 | PRR bit 0) (the RAPPOR paper's p).
+    #[arg(long, default_value_t = 0.25, help_heading = "RAPPOR")]
+    pub irr_p: f64,
+    /// RAPPOR IRR P(1 | PRR bit 1) (the RAPPOR paper's q).
+    #[arg(long, default_value_t = 0.75, help_heading = "RAPPOR")]
+    pub irr_q: f64,
     /// Epoch length in seconds (0 = one epoch forever).
     #[arg(long, default_value_t = 0)]
     pub epoch_seconds: u64,
@@ -195,8 +217,31 @@ impl CreateArgs {
                 let (lo, hi) = range()?;
                 MechanismSpec::Hybrid { lo, hi }
             }
+            MechanismName::Rappor => MechanismSpec::Rappor {
+                num_bits: self.num_bits.context("a RAPPOR metric needs --num-bits")?,
+                num_hashes: self.num_hashes,
+                num_cohorts: self.num_cohorts,
+                f: self.prr_f,
+                p: self.irr_p,
+                q: self.irr_q,
+            },
         };
-        let mut spec = MetricSpec::new(&self.name, Epsilon::new(self.epsilon)?, mechanism)
+        let epsilon = match (self.epsilon, &mechanism) {
+            (Some(eps), _) => eps,
+            (
+                None,
+                &MechanismSpec::Rappor {
+                    num_bits,
+                    num_hashes,
+                    num_cohorts,
+                    f,
+                    p,
+                    q,
+                },
+            ) => RapporParams::new(num_bits, num_hashes, num_cohorts, f, p, q)?.epsilon_one(),
+            (None, _) => anyhow::bail!("give --epsilon"),
+        };
+        let mut spec = MetricSpec::new(&self.name, Epsilon::new(epsilon)?, mechanism)
             .with_categories(categories)
             .with_description(&self.description)
             .with_epoch_seconds(self.epoch_seconds);
