@@ -425,8 +425,9 @@ enum Canonical {
 }
 
 impl Canonical {
-    /// The bytes a [`Memo`] keys the value by (a tag and the exact bits, so
-    /// equal values, and only equal values, share a memoized report).
+    /// The bytes a [`Memo`] keys the value by (a tag and the exact bits, with
+    /// -0.0 taken as 0.0, so equal values, and only equal values, share a
+    /// memoized report).
     fn memo_key(self) -> [u8; 9] {
         let mut key = [0u8; 9];
         match self {
@@ -435,6 +436,8 @@ impl Canonical {
                 key[1..5].copy_from_slice(&i.to_le_bytes());
             }
             Self::Number(x) => {
+                // -0.0 == 0.0, and every numeric mechanism randomizes both alike.
+                let x = if x == 0.0 { 0.0 } else { x };
                 key[0] = b'n';
                 key[1..].copy_from_slice(&x.to_bits().to_le_bytes());
             }
@@ -1295,5 +1298,34 @@ mod tests {
             ));
         }
         assert_eq!(d.ledger.usage("app.size", 10).unwrap().lifetime_spent, 0.5);
+    }
+
+    /// Regression: the memo keyed numbers by their bits, so 0.0 and -0.0 (one
+    /// value, randomized identically by every numeric mechanism) got two
+    /// independent memoized reports: two draws of the same value's noise.
+    #[test]
+    fn signed_zeros_share_one_memoized_report() {
+        let d = on_device(1e6);
+        let s = memo_schema();
+        let mut rng = LdpRng::seeded_for_simulation(8);
+        let device = Device {
+            ledger: Some(&d.ledger),
+            memo: Some(&d.memo),
+            now: 20,
+        };
+        let record = |score: f64| {
+            Record::new()
+                .with("pick", Value::Index(3))
+                .with("size", "L")
+                .with("score", score)
+        };
+        let plus = s.encode_on_device(&record(0.0), &mut rng, &device).unwrap();
+        let minus = s
+            .encode_on_device(&record(-0.0), &mut rng, &device)
+            .unwrap();
+        assert!(minus.reports[2].reused);
+        assert_eq!(minus.reports[2].report, plus.reports[2].report);
+        assert_eq!(d.memo.len("app.score@v0"), 1);
+        assert_eq!(d.ledger.usage("app.score", 20).unwrap().lifetime_spent, 1.0);
     }
 }
