@@ -12,8 +12,9 @@
 //! per (metric, version, epoch) holding only the counters the batch touched
 //! ([`delta`]), so neither memory nor storage work grows with the metric's
 //! table: a one-report batch of an OLH metric with millions of counters costs
-//! one counter. Dense per-key tables, kept for small metrics and unary
-//! mechanisms, may hold at most [`MAX_BATCH_CELLS`] counters per batch
+//! one counter. Dense per-key tables are kept for unary mechanisms and for the
+//! first few keys of small metrics ([`delta::DENSE_BATCH_CELLS`]); unary ones
+//! may hold at most [`MAX_BATCH_CELLS`] counters per batch
 //! (`RESOURCE_EXHAUSTED`), so memory does not grow with reports x epochs.
 //!
 //! # Group commit ([`writer`])
@@ -226,7 +227,7 @@ impl Ingest {
                 _ => match slots.get(&key) {
                     Some(&j) => j,
                     None => {
-                        let builder = DeltaBuilder::new(&published.mechanism);
+                        let builder = DeltaBuilder::for_batch(&published.mechanism, dense_cells);
                         dense_cells = dense_cells.saturating_add(builder.dense_cells());
                         if dense_cells > MAX_BATCH_CELLS {
                             return Err(ServiceError::ResourceExhausted(format!(
@@ -508,6 +509,30 @@ mod tests {
         // A batch straddling one epoch boundary is still accepted.
         let ok = ingest.validate(request(&zeros, [1_000_050, 1_000_051].into_iter()), now);
         assert_eq!(ok.unwrap().deltas.len(), 2);
+    }
+
+    /// Regression: a Submit of 600 one-byte GRR reports, each naming another
+    /// plausible epoch of a metric with 2^16 counters, built 512 dense tables of
+    /// 2^16 counters (256 MiB to allocate and scan for a request of a few KB)
+    /// before hitting RESOURCE_EXHAUSTED. Mechanisms with a sparse form now
+    /// build dense tables for the first few keys only; the batch is accepted
+    /// with one counter per key.
+    #[test]
+    fn batch_spread_over_many_epochs_of_a_small_grr_metric_stays_sparse() {
+        let ingest = ingest_with(spec_with_epochs(MechanismSpec::Grr {
+            domain_size: 1 << 16,
+        }));
+        let now = 1_000_700;
+        let spread = ingest
+            .validate(request(&Report::Index(7), 1_000_000..1_000_600), now)
+            .unwrap();
+        assert_eq!(spread.deltas.len(), 600);
+        assert!(
+            spread
+                .deltas
+                .iter()
+                .all(|(_, d)| d.reports == 1 && d.cells == [(7, 1)])
+        );
     }
 
     /// Regression: every batch of a metric with a large counter table carried a

@@ -19,6 +19,12 @@ use crate::store::Delta;
 /// KiB), cheap to allocate and scan next to the cost of one gRPC call.
 pub const DENSE_MAX_CELLS: usize = 1 << 16;
 
+/// Most dense counters one batch builds for mechanisms that also have a sparse
+/// form (four tables of [`DENSE_MAX_CELLS`], 2 MiB): further keys of the batch
+/// go sparse, so a small batch naming a new epoch in every report costs one
+/// counter per report, not one table.
+pub const DENSE_BATCH_CELLS: usize = 4 * DENSE_MAX_CELLS;
+
 /// Accumulates the reports of one batch for one statistics key.
 #[derive(Debug)]
 pub enum DeltaBuilder {
@@ -34,9 +40,19 @@ pub enum DeltaBuilder {
 }
 
 impl DeltaBuilder {
-    /// An empty builder for `mechanism`.
+    /// An empty builder for `mechanism`, the first of its batch.
     pub fn new(mechanism: &Mechanism) -> Self {
-        if mechanism.stats_len() <= DENSE_MAX_CELLS || !has_cells(mechanism) {
+        Self::for_batch(mechanism, 0)
+    }
+
+    /// An empty builder for `mechanism` in a batch whose builders already hold
+    /// `dense_so_far` dense counters: dense only within [`DENSE_BATCH_CELLS`]
+    /// (or when the mechanism has no sparse form).
+    pub fn for_batch(mechanism: &Mechanism, dense_so_far: usize) -> Self {
+        let cells = mechanism.stats_len();
+        if !has_cells(mechanism)
+            || (cells <= DENSE_MAX_CELLS && dense_so_far.saturating_add(cells) <= DENSE_BATCH_CELLS)
+        {
             Self::Dense(mechanism.new_stats())
         } else {
             Self::Sparse {
@@ -222,6 +238,52 @@ mod tests {
             assert_eq!(got, want, "{spec:?}");
             assert!(got.cells.len() <= 2_000 * 14, "{spec:?}");
         }
+    }
+
+    /// Small tables go sparse once the batch's dense budget is spent, with the
+    /// same counters as the SDK's `accumulate`; mechanisms without a sparse
+    /// form stay dense.
+    #[test]
+    fn small_tables_beyond_the_batch_budget_are_sparse_and_exact() {
+        let specs = [
+            MechanismSpec::Grr { domain_size: 100 },
+            MechanismSpec::Olh {
+                domain_size: 100,
+                buckets: 0,
+                seed_count: 0,
+            },
+            MechanismSpec::Hadamard { domain_size: 100 },
+            MechanismSpec::Rappor {
+                num_bits: 13,
+                num_hashes: 2,
+                num_cohorts: 8,
+                f: 0.5,
+                p: 0.5,
+                q: 0.75,
+            },
+        ];
+        let mut rng = LdpRng::seeded_for_simulation(6);
+        for spec in specs {
+            let m = mechanism(spec.clone());
+            assert!(matches!(DeltaBuilder::new(&m), DeltaBuilder::Dense(_)));
+            let mut builder = DeltaBuilder::for_batch(&m, DENSE_BATCH_CELLS);
+            assert!(matches!(builder, DeltaBuilder::Sparse { .. }), "{spec:?}");
+            let mut dense = m.new_stats();
+            for r in reports(&m, 500, &mut rng) {
+                builder.add(&m, &r).unwrap();
+                m.accumulate(&mut dense, &r).unwrap();
+            }
+            assert_eq!(
+                builder.finish(),
+                DeltaBuilder::Dense(dense).finish(),
+                "{spec:?}"
+            );
+        }
+        let oue = mechanism(MechanismSpec::Oue { domain_size: 64 });
+        assert!(matches!(
+            DeltaBuilder::for_batch(&oue, DENSE_BATCH_CELLS),
+            DeltaBuilder::Dense(_)
+        ));
     }
 
     #[test]
