@@ -111,7 +111,9 @@ pub fn mean(
     epochs: Vec<u64>,
     confidence: f64,
 ) -> Result<pb::MeanEstimate, ServiceError> {
-    if stats.reports == 0 && metric.mechanism.domain_size().is_none() {
+    // Only numeric mechanisms keep no counters (`stats_len` 0); RAPPOR has no
+    // fixed domain either, but its mean is the wrong kind (INVALID_ARGUMENT).
+    if stats.reports == 0 && metric.mechanism.stats_len() == 0 {
         return Err(ServiceError::FailedPrecondition(format!(
             "no reports for metric {:?} version {} in the requested epochs: the mean is undefined",
             metric.spec.name, metric.spec.version
@@ -130,4 +132,42 @@ pub fn mean(
         confidence,
         epochs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use ldp_sdk::Epsilon;
+    use ldp_sdk::mechanism::MechanismSpec;
+    use ldp_sdk::metric::MetricSpec;
+
+    use super::*;
+
+    fn published(mechanism: MechanismSpec) -> Published {
+        Published::new(MetricSpec::new("m", Epsilon::new(2.0).unwrap(), mechanism)).unwrap()
+    }
+
+    /// Regression: the mean of a metric with no reports was FAILED_PRECONDITION
+    /// ("the mean is undefined") for every metric without a fixed domain,
+    /// RAPPOR included, while the mean of a RAPPOR metric with reports is
+    /// INVALID_ARGUMENT (wrong kind). The kind is checked first now.
+    #[test]
+    fn mean_of_a_categorical_metric_is_the_wrong_kind_with_or_without_reports() {
+        let rappor = published(MechanismSpec::Rappor {
+            num_bits: 16,
+            num_hashes: 2,
+            num_cohorts: 4,
+            f: 0.5,
+            p: 0.5,
+            q: 0.75,
+        });
+        let grr = published(MechanismSpec::Grr { domain_size: 4 });
+        for metric in [&rappor, &grr] {
+            let empty = metric.mechanism.new_stats();
+            let err = mean(metric, &empty, Vec::new(), 0.95).unwrap_err();
+            assert!(matches!(err, ServiceError::InvalidArgument(_)), "{err}");
+        }
+        let duchi = published(MechanismSpec::Duchi { lo: 0.0, hi: 1.0 });
+        let err = mean(&duchi, &duchi.mechanism.new_stats(), Vec::new(), 0.95).unwrap_err();
+        assert!(matches!(err, ServiceError::FailedPrecondition(_)), "{err}");
+    }
 }
