@@ -5,7 +5,8 @@
 //! transform, a RAPPOR decode with a dense Gram matrix in the candidates), so
 //! every estimate runs on tokio's blocking pool ([`tokio::task::spawn_blocking`])
 //! and never stalls the async runtime that serves ingest. RAPPOR decodes also
-//! take one of [`CONCURRENT_RAPPOR_DECODES`] permits, which bounds their memory.
+//! take one of [`CONCURRENT_RAPPOR_DECODES`] permits before loading their
+//! statistics, which bounds their memory.
 
 use std::sync::Arc;
 
@@ -164,13 +165,15 @@ impl pb::analytics_server::Analytics for Analytics {
             .into());
         };
         let params = rappor.params().clone();
-        let (stats, epochs) = self.state.stats(&metric, &r.epochs).await?;
-        // The permit moves into the task: a cancelled request does not free it
-        // before the decode (and its memory) is done.
+        // The permit is taken before the statistics (up to 2^24 counters) are
+        // loaded, so waiting requests hold no table; it moves into the task: a
+        // cancelled request does not free it before the decode (and its
+        // memory) is done.
         let permit = Arc::clone(&self.rappor_permits)
             .acquire_owned()
             .await
             .map_err(|e| ServiceError::Internal(format!("decode permits: {e}")))?;
+        let (stats, epochs) = self.state.stats(&metric, &r.epochs).await?;
         let candidates = r.candidates;
         let response = blocking(move || {
             let _permit = permit;
@@ -197,5 +200,82 @@ impl pb::analytics_server::Analytics for Analytics {
         })
         .await?;
         Ok(Response::new(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ldp_sdk::Epsilon;
+    use ldp_sdk::mechanism::MechanismSpec;
+    use ldp_sdk::metric::MetricSpec;
+    use pb::analytics_server::Analytics as _;
+
+    use super::*;
+    use crate::ingest::{self, IngestConfig};
+    use crate::registry::{ClosedEpochs, Registry};
+    use crate::store::Store;
+    use crate::store::sqlite::SqliteStore;
+
+    /// Regression: DecodeRappor loaded the metric's statistics (up to 2^24
+    /// counters, 128 MiB) before waiting for a decode permit, so requests queued
+    /// behind the permits each held a full table: the permits bounded the
+    /// decodes, not their memory. With every permit taken, a request must
+    /// touch nothing; it loads only once a permit is free. (The store is closed,
+    /// so a load shows as an error at once.)
+    #[tokio::test]
+    async fn decode_rappor_waits_for_a_permit_before_loading_statistics() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("t.db")).await.unwrap());
+        let registry = Arc::new(Registry::default());
+        let mut spec = MetricSpec::new(
+            "words",
+            Epsilon::new(2.0).unwrap(),
+            MechanismSpec::Rappor {
+                num_bits: 16,
+                num_hashes: 2,
+                num_cohorts: 4,
+                f: 0.5,
+                p: 0.5,
+                q: 0.75,
+            },
+        );
+        (spec.metric_id, spec.version) = (1, 1);
+        registry.insert(spec).unwrap();
+        let telemetry = Arc::new(crate::telemetry::Telemetry::default());
+        let (ingest, writer) = ingest::start(
+            IngestConfig::default(),
+            Arc::clone(&store),
+            Arc::clone(&registry),
+            Arc::new(ClosedEpochs::default()),
+            Arc::clone(&telemetry),
+        );
+        let analytics = Analytics::new(Arc::new(State {
+            store: Arc::clone(&store),
+            registry,
+            ingest,
+            telemetry,
+        }));
+        store.close().await.unwrap();
+        let held = Arc::clone(&analytics.rappor_permits)
+            .acquire_many_owned(CONCURRENT_RAPPOR_DECODES as u32)
+            .await
+            .unwrap();
+        let request = || {
+            Request::new(pb::DecodeRapporRequest {
+                metric: "words".into(),
+                candidates: vec!["a".into()],
+                ..Default::default()
+            })
+        };
+        let call = analytics.decode_rappor(request());
+        let waited = tokio::time::timeout(Duration::from_millis(300), call).await;
+        assert!(waited.is_err(), "answered without a permit: {waited:?}");
+        drop(held);
+        let answered = analytics.decode_rappor(request()).await;
+        assert!(answered.is_err(), "the closed store must fail the load");
+        writer.stop().await;
     }
 }
