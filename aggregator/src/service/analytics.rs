@@ -28,6 +28,12 @@ use crate::rappor::wire::decoding_to_proto;
 /// this cap, and its non-negative fit costs O(candidates^2) per step.
 pub const MAX_RAPPOR_CANDIDATES: usize = 4_096;
 
+/// The most (candidate, cohort) pairs one `DecodeRappor` request may ask for:
+/// the decoder hashes every candidate into every cohort and keeps its Bloom
+/// bits there (about 56 bytes a pair, 235 MB at this cap), e.g. 4,096
+/// candidates over 1,024 cohorts.
+pub const MAX_RAPPOR_MAP_ENTRIES: usize = 1 << 22;
+
 /// RAPPOR decodes that may run at once; further requests wait for a permit.
 pub const CONCURRENT_RAPPOR_DECODES: usize = 2;
 
@@ -165,6 +171,16 @@ impl pb::analytics_server::Analytics for Analytics {
             .into());
         };
         let params = rappor.params().clone();
+        let cohorts = params.num_cohorts() as usize;
+        if r.candidates.len().saturating_mul(cohorts) > MAX_RAPPOR_MAP_ENTRIES {
+            return Err(ServiceError::InvalidArgument(format!(
+                "{} candidates x {cohorts} cohorts exceed {MAX_RAPPOR_MAP_ENTRIES} \
+                 (candidate, cohort) pairs per request; send at most {} candidates",
+                r.candidates.len(),
+                MAX_RAPPOR_MAP_ENTRIES / cohorts
+            ))
+            .into());
+        }
         // The permit is taken before the statistics (up to 2^24 counters) are
         // loaded, so waiting requests hold no table; it moves into the task: a
         // cancelled request does not free it before the decode (and its
@@ -218,6 +234,41 @@ mod tests {
     use crate::store::Store;
     use crate::store::sqlite::SqliteStore;
 
+    /// Regression: the candidate map holds every candidate's Bloom bits in
+    /// every cohort (a small vector each), so DecodeRappor with 4,096
+    /// candidates on a metric with 2^23 cohorts (num_bits 1, the largest the
+    /// SDK accepts) set out to hash and allocate 3.4e10 of them, which
+    /// aborts the server. Such a request is refused before anything is loaded
+    /// (the closed store shows a load as INTERNAL).
+    #[tokio::test]
+    async fn decode_rappor_refuses_a_candidate_map_beyond_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (analytics, store, writer) = service(
+            &dir,
+            MechanismSpec::Rappor {
+                num_bits: 1,
+                num_hashes: 1,
+                num_cohorts: 1 << 23,
+                f: 0.5,
+                p: 0.5,
+                q: 0.75,
+            },
+        )
+        .await;
+        store.close().await.unwrap();
+        let request = |n: usize| {
+            Request::new(pb::DecodeRapporRequest {
+                metric: "words".into(),
+                candidates: (0..n).map(|i| i.to_string()).collect(),
+                ..Default::default()
+            })
+        };
+        let err = analytics.decode_rappor(request(4_096)).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains("cohorts"), "{err:?}");
+        writer.stop().await;
+    }
+
     /// Regression: DecodeRappor loaded the metric's statistics (up to 2^24
     /// counters, 128 MiB) before waiting for a decode permit, so requests queued
     /// behind the permits each held a full table: the permits bounded the
@@ -227,12 +278,8 @@ mod tests {
     #[tokio::test]
     async fn decode_rappor_waits_for_a_permit_before_loading_statistics() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&dir.path().join("t.db")).await.unwrap());
-        let registry = Arc::new(Registry::default());
-        let mut spec = MetricSpec::new(
-            "words",
-            Epsilon::new(2.0).unwrap(),
+        let (analytics, store, writer) = service(
+            &dir,
             MechanismSpec::Rappor {
                 num_bits: 16,
                 num_hashes: 2,
@@ -241,23 +288,8 @@ mod tests {
                 p: 0.5,
                 q: 0.75,
             },
-        );
-        (spec.metric_id, spec.version) = (1, 1);
-        registry.insert(spec).unwrap();
-        let telemetry = Arc::new(crate::telemetry::Telemetry::default());
-        let (ingest, writer) = ingest::start(
-            IngestConfig::default(),
-            Arc::clone(&store),
-            Arc::clone(&registry),
-            Arc::new(ClosedEpochs::default()),
-            Arc::clone(&telemetry),
-        );
-        let analytics = Analytics::new(Arc::new(State {
-            store: Arc::clone(&store),
-            registry,
-            ingest,
-            telemetry,
-        }));
+        )
+        .await;
         store.close().await.unwrap();
         let held = Arc::clone(&analytics.rappor_permits)
             .acquire_many_owned(CONCURRENT_RAPPOR_DECODES as u32)
@@ -277,5 +309,33 @@ mod tests {
         let answered = analytics.decode_rappor(request()).await;
         assert!(answered.is_err(), "the closed store must fail the load");
         writer.stop().await;
+    }
+
+    /// An Analytics service over a fresh store with one metric, "words".
+    async fn service(
+        dir: &tempfile::TempDir,
+        mechanism: MechanismSpec,
+    ) -> (Analytics, Arc<dyn Store>, ingest::Writer) {
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("t.db")).await.unwrap());
+        let registry = Arc::new(Registry::default());
+        let mut spec = MetricSpec::new("words", Epsilon::new(2.0).unwrap(), mechanism);
+        (spec.metric_id, spec.version) = (1, 1);
+        registry.insert(spec).unwrap();
+        let telemetry = Arc::new(crate::telemetry::Telemetry::default());
+        let (ingest, writer) = ingest::start(
+            IngestConfig::default(),
+            Arc::clone(&store),
+            Arc::clone(&registry),
+            Arc::new(ClosedEpochs::default()),
+            Arc::clone(&telemetry),
+        );
+        let analytics = Analytics::new(Arc::new(State {
+            store: Arc::clone(&store),
+            registry,
+            ingest,
+            telemetry,
+        }));
+        (analytics, store, writer)
     }
 }
