@@ -6,7 +6,7 @@
 #[non_exhaustive]
 pub enum Error {
     /// Epsilon was NaN, infinite, zero or negative.
-    #[error("invalid epsilon {0}: must be finite and > 0")]
+    #[error("invalid epsilon {0:?}: must be finite and > 0")]
     InvalidEpsilon(f64),
     /// A mechanism parameter is out of its valid range.
     #[error("invalid parameter {name}: {reason}")]

@@ -25,7 +25,7 @@ pub fn check_epsilon(epsilon: Epsilon) -> Result<()> {
     } else {
         Err(Error::InvalidParameter {
             name: "epsilon",
-            reason: format!("{e} outside [{MIN_EPSILON}, {MAX_EPSILON}]"),
+            reason: format!("{e:?} outside [{MIN_EPSILON}, {MAX_EPSILON}]"),
         })
     }
 }
