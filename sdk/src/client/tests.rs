@@ -270,8 +270,6 @@ fn backoff_grows_exponentially_within_jitter_bounds() {
     assert!(!is_retryable(Code::InvalidArgument));
 }
 
-/// An offline period, a crash while offline, and a server started later: every
-/// report arrives exactly once.
 /// A batch the server keeps refusing as too large (RESOURCE_EXHAUSTED) is
 /// retried `max_exhausted` (3) times in all, then set aside, so the batches
 /// behind it still go out; `rejected/` keeps only the newest 64 batches.
@@ -330,6 +328,8 @@ async fn resource_exhausted_gives_up_after_max_exhausted_and_rejected_is_capped(
     server.stop().await;
 }
 
+/// An offline period, a crash while offline, and a server started later: every
+/// report arrives exactly once.
 #[tokio::test]
 async fn offline_period_then_recovery_loses_nothing_and_counts_nothing_twice() {
     let mock = Mock::default();
