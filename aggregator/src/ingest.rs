@@ -29,6 +29,14 @@
 //!
 //! A batch retried after its epoch was closed gets `FAILED_PRECONDITION`, even if
 //! an earlier attempt had been stored.
+//!
+//! # Memory
+//! Validated batches waiting for the writer hold their deltas in memory. Each
+//! holds permits of a semaphore worth [`QUEUED_DELTA_BYTES`] (one per MiB of
+//! cells, at least one) from validation until its acknowledgement; when they
+//! are used up, further `Submit`s wait (back-pressure) instead of queueing more,
+//! so a stream of large unary batches cannot grow the server's memory without
+//! bound.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,7 +44,7 @@ use std::sync::Arc;
 use ldp_proto::v1 as pb;
 use ldp_sdk::wire;
 use prost::Message;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::error::ServiceError;
 use crate::registry::{ClosedEpochs, Registry};
@@ -58,6 +66,10 @@ pub const MAX_BATCH_ID_LEN: usize = 64;
 /// this bound a batch naming a different epoch in every report would allocate
 /// reports x counters. Larger batches get `RESOURCE_EXHAUSTED`.
 pub const MAX_BATCH_CELLS: usize = 1 << 25;
+
+/// Bytes of validated deltas that may wait for the writer at once (1 GiB).
+pub const QUEUED_DELTA_BYTES: usize = 1 << 30;
+const PERMIT_BYTES: usize = 1 << 20;
 
 /// Limits and options of the ingest path.
 #[derive(Debug, Clone)]
@@ -101,6 +113,8 @@ pub struct Ingest {
     closed: Arc<ClosedEpochs>,
     telemetry: Arc<Telemetry>,
     queue: mpsc::Sender<Command>,
+    /// Permits of [`QUEUED_DELTA_BYTES`], one per MiB of queued deltas.
+    memory: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Command {
@@ -156,6 +170,7 @@ pub fn start(
         closed,
         telemetry,
         queue: queue.clone(),
+        memory: Arc::new(Semaphore::new(QUEUED_DELTA_BYTES / PERMIT_BYTES)),
     };
     (ingest, Writer { queue, task })
 }
@@ -284,6 +299,17 @@ impl Ingest {
     ) -> Result<pb::SubmitResponse, ServiceError> {
         let batch = self.validate(request, now)?;
         let reports = batch.reports;
+        let bytes: usize = batch
+            .deltas
+            .iter()
+            .map(|(_, d)| d.cells.len() * std::mem::size_of::<(u32, u64)>())
+            .sum::<usize>()
+            + batch.raw.as_ref().map_or(0, Vec::len);
+        let permits = (bytes / PERMIT_BYTES).clamp(1, QUEUED_DELTA_BYTES / PERMIT_BYTES);
+        let _memory = Arc::clone(&self.memory)
+            .acquire_many_owned(u32::try_from(permits).unwrap_or(u32::MAX))
+            .await
+            .map_err(|_| stopped())?;
         let (ack, done) = oneshot::channel();
         self.send(Command::Commit { batch, ack }).await?;
         let fresh = done.await.map_err(|_| stopped())??;
@@ -453,6 +479,7 @@ mod tests {
             closed: Arc::default(),
             telemetry: Arc::default(),
             queue: mpsc::channel(1).0,
+            memory: Arc::new(Semaphore::new(QUEUED_DELTA_BYTES / PERMIT_BYTES)),
         }
     }
 
@@ -555,5 +582,41 @@ mod tests {
             .unwrap();
         assert_eq!(spread.deltas.len(), 100);
         assert!(spread.deltas.iter().all(|(_, d)| d.cells == [(7, 1)]));
+    }
+
+    /// While validated deltas fill the queued-memory budget, a further Submit
+    /// waits (back-pressure) instead of adding to it; it proceeds once memory
+    /// is released. (This test's ingest has no writer, so the released submit
+    /// ends in UNAVAILABLE.)
+    #[tokio::test]
+    async fn submits_wait_while_queued_deltas_fill_the_memory_budget() {
+        let ingest = Arc::new(ingest_with(spec_with_epochs(MechanismSpec::Grr {
+            domain_size: 16,
+        })));
+        let all = Arc::clone(&ingest.memory)
+            .acquire_many_owned((QUEUED_DELTA_BYTES / PERMIT_BYTES) as u32)
+            .await
+            .unwrap();
+        let submit = tokio::spawn({
+            let ingest = Arc::clone(&ingest);
+            async move {
+                ingest
+                    .submit(
+                        request(&Report::Index(3), [1_000_000].into_iter()),
+                        1_000_100,
+                    )
+                    .await
+            }
+        });
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!submit.is_finished(), "submit did not wait for memory");
+        drop(all);
+        let result = submit.await.unwrap();
+        assert!(
+            matches!(result, Err(ServiceError::Unavailable(_))),
+            "{result:?}"
+        );
     }
 }

@@ -442,8 +442,8 @@ impl Client {
         })
     }
 
-    /// Encodes (debiting the ledger, consulting the memo) and queues, under the
-    /// encoder lock so that records are charged and queued in one order.
+    /// Encodes under the encoder lock (debiting the ledger and consulting the
+    /// memo for one record at a time), then queues the reports.
     fn encode_and_enqueue(
         &self,
         encode: impl FnOnce(&Schema, &mut LdpRng, &Device<'_>) -> Result<EncodedRecord, SchemaError>,
