@@ -39,7 +39,9 @@ pub fn confidence(requested: f64) -> Result<f64, ServiceError> {
 /// `reports_per_device` is the most fresh reports per epoch that the device
 /// budget published for the metric lets a device's ledger send
 /// ([`ldp_sdk::budget::BudgetPolicy::max_reports`]); 0 (unknown) without one:
-/// the server cannot tell devices apart.
+/// the server cannot tell devices apart. It holds for devices that run the
+/// SDK's ledger and have fetched the current budget (a tightened budget reaches
+/// a device at its next connect).
 pub fn guarantee(metric: &Published) -> pb::Guarantee {
     let local = MetricPrivacy::of(&metric.spec, metric.device_budget());
     pb::Guarantee {

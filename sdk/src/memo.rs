@@ -50,6 +50,11 @@
 //! - The memo only grows; [`Memo::forget_metric`] drops a metric's entries (e.g.
 //!   after the metric's definition changed). Forgetting allows fresh reports of old
 //!   values, each charged again to the ledger.
+//! - **Cost.** Every new value adds an entry and rewrites the whole file durably,
+//!   so memoize metrics whose values repeat (categories, bucketed numbers), not
+//!   continuous measurements: there every report is a new value, is charged
+//!   anyway, and only grows the file. Numbers are memoized by exact value
+//!   (`-0.0` as `0.0`).
 
 use std::collections::BTreeMap;
 use std::fs::File;
