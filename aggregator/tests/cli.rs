@@ -374,6 +374,58 @@ async fn rappor_metrics_from_the_cli() -> anyhow::Result<()> {
     let out = run(ldp(&server, &all)).await?;
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("eps_1"), "{}", text(&out.stderr));
+    let out = run(ldp(&server, &["estimate", "--metric", "app.words"])).await?;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("ldp rappor decode --metric app.words"),
+        "{}",
+        text(&out.stderr)
+    );
+    // New-user mistakes get errors that name the fix.
+    let no_values = [
+        "metric",
+        "create",
+        "--name",
+        "app.c",
+        "--mechanism",
+        "oue",
+        "--epsilon",
+        "1",
+    ];
+    let out = run(ldp(&server, &no_values)).await?;
+    assert!(
+        text(&out.stderr).contains("give --categories"),
+        "{}",
+        text(&out.stderr)
+    );
+    let negative = [
+        "metric",
+        "create",
+        "--name",
+        "app.c",
+        "--mechanism",
+        "grr",
+        "--epsilon",
+        "-1",
+    ];
+    let out = run(ldp(
+        &server,
+        &[&negative[..], &["--domain-size", "4"]].concat(),
+    ))
+    .await?;
+    assert!(
+        text(&out.stderr).contains("invalid epsilon"),
+        "{}",
+        text(&out.stderr)
+    );
+    let mut no_scheme = ldp(&server, &["metric", "list"]);
+    no_scheme.env("LDP_CONNECT", "localhost:50051");
+    let out = run(no_scheme).await?;
+    assert!(
+        text(&out.stderr).contains("http://localhost:50051"),
+        "{}",
+        text(&out.stderr)
+    );
     let candidates = dir.path().join("candidates.txt");
     std::fs::write(&candidates, "apple\nbanana\n")?;
     let mut decode = ldp(

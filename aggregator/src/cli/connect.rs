@@ -40,6 +40,13 @@ impl ConnectArgs {
     /// with `--ca-cert` only that CA is trusted, otherwise the bundled Mozilla
     /// roots (webpki-roots), as in the SDK's device client.
     pub async fn channel(&self) -> anyhow::Result<Channel> {
+        if !self.connect.contains("://") {
+            anyhow::bail!(
+                "--connect {:?} needs a scheme: http://{} (or https:// for a TLS server)",
+                self.connect,
+                self.connect
+            );
+        }
         let mut endpoint = Endpoint::from_shared(self.connect.clone())
             .with_context(|| format!("invalid --connect URL {:?}", self.connect))?;
         if self.ca_cert.is_some() || self.connect.starts_with("https://") {

@@ -64,7 +64,7 @@ pub struct AdultArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub devices: Option<u64>,
     /// Epsilon of every report (each device sends 13 reports).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub epsilon: f64,
     /// Mechanism of the categorical attributes (auto: smallest variance per attribute).
     #[arg(long, value_enum, default_value_t = mechanisms::Categorical::Auto)]

@@ -66,6 +66,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         })?;
     let spec = wire::metric_from_proto(spec)?;
     let label = mechanism_label(&spec.mechanism);
+    if matches!(
+        spec.mechanism,
+        ldp_sdk::mechanism::MechanismSpec::Rappor { .. }
+    ) {
+        anyhow::bail!(
+            "{} is a RAPPOR metric: decode it against candidate strings with \
+             `ldp rappor decode --metric {} --candidates FILE`",
+            spec.name,
+            spec.name
+        );
+    }
     let numeric = spec.mechanism()?.domain_size().is_none();
     let outcome = if numeric {
         analytics.estimate_mean(request).await.map(|m| {

@@ -71,7 +71,11 @@ pub struct CreateArgs {
     #[arg(long, value_enum)]
     pub mechanism: MechanismName,
     /// Epsilon per report (for RAPPOR: default and minimum the parameters' eps_1).
-    #[arg(long, required_unless_present = "num_bits")]
+    #[arg(
+        long,
+        required_unless_present = "num_bits",
+        allow_negative_numbers = true
+    )]
     pub epsilon: Option<f64>,
     /// Domain size of a categorical metric (default: the number of --categories).
     #[arg(long)]
@@ -180,6 +184,20 @@ impl CreateArgs {
             (None, n) if n > 0 => u32::try_from(n)?,
             (None, _) => 0,
         };
+        let categorical = matches!(
+            self.mechanism,
+            MechanismName::Grr
+                | MechanismName::Sue
+                | MechanismName::Oue
+                | MechanismName::Olh
+                | MechanismName::Hadamard
+        );
+        if categorical && domain_size == 0 {
+            anyhow::bail!(
+                "a {} metric needs its values: give --categories, --categories-file or --domain-size",
+                format!("{:?}", self.mechanism).to_lowercase()
+            );
+        }
         let range = || -> anyhow::Result<(f64, f64)> {
             match (self.lo, self.hi) {
                 (Some(lo), Some(hi)) => Ok((lo, hi)),

@@ -56,7 +56,7 @@ pub struct Args {
     #[arg(long, value_enum)]
     pub privacy: Privacy,
     /// Epsilon (per device for local, of the release for central).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub epsilon: f64,
     /// Delta of DP-SGD (central logistic regression).
     #[arg(long, default_value_t = 1e-5)]
