@@ -92,9 +92,12 @@ impl Spent {
 }
 
 impl Spent {
-    /// Delta as text: `0`, or scientific notation such as `1e-5`.
+    /// Delta as text: `0`, scientific notation such as `1e-5`, or
+    /// `- (not private)` for [`PrivacyModel::None`].
     pub fn delta_text(&self) -> String {
-        if self.delta == 0.0 {
+        if self.model == PrivacyModel::None {
+            "- (not private)".into()
+        } else if self.delta == 0.0 {
             "0".into()
         } else {
             format!("{:e}", self.delta)

@@ -10,8 +10,11 @@ const ESTIMATE: &str = "#2563eb";
 const INK: &str = "#1f2933";
 const GRID: &str = "#e4e7eb";
 const PALETTE: &[&str] = &[
-    "#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563",
+    "#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563", "#db2777",
+    "#65a30d", "#ca8a04", "#0f766e", "#7c2d12",
 ];
+/// Height of one legend row.
+const LEGEND_ROW: f64 = 18.0;
 
 /// One row of a [`BarChart`].
 #[derive(Debug, Clone, PartialEq)]
@@ -306,11 +309,15 @@ impl LineChart {
         let yaxis = Axis::nice(ylo, yhi, 6);
         let px = |v: f64| LEFT + (W - LEFT - RIGHT) * xaxis.fraction(tx(v));
         let py = |v: f64| H - BOTTOM - (H - TOP - BOTTOM) * yaxis.fraction(v);
+        let names: Vec<&str> = self.series.iter().map(|se| se.name.as_str()).collect();
+        let (layout, rows) = legend_layout(LEFT, W - RIGHT, &names);
+        // Every series has its own colour and a legend entry, in rows under the chart.
+        let total_h = H + rows as f64 * LEGEND_ROW + 10.0;
         let mut s = String::new();
         let _ = write!(
             s,
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {H}\" width=\"{W}\" \
-             height=\"{H}\" font-family=\"system-ui,sans-serif\" font-size=\"12\" role=\"img\">"
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {total_h}\" width=\"{W}\" \
+             height=\"{total_h}\" font-family=\"system-ui,sans-serif\" font-size=\"12\" role=\"img\">"
         );
         for t in yaxis.ticks() {
             let _ = write!(
@@ -350,13 +357,18 @@ impl LineChart {
             xl = escape(&self.x_label),
             yl = escape(&self.y_label)
         );
-        let entries: Vec<(&str, &str, bool)> = self
-            .series
-            .iter()
-            .enumerate()
-            .map(|(i, se)| (PALETTE[i % PALETTE.len()], se.name.as_str(), false))
-            .collect();
-        legend(&mut s, LEFT, &entries);
+        for (i, (name, (x, row))) in names.iter().zip(layout).enumerate() {
+            let y = H + 4.0 + row as f64 * LEGEND_ROW;
+            let _ = write!(
+                s,
+                "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"16\" height=\"4\" rx=\"1\" fill=\"{color}\"/>\
+                 <text x=\"{tx:.1}\" y=\"{ty:.1}\" fill=\"{INK}\">{label}</text>",
+                color = PALETTE[i % PALETTE.len()],
+                tx = x + 22.0,
+                ty = y + 5.0,
+                label = escape(name)
+            );
+        }
         for (i, se) in self.series.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
             if let Some(band) = &se.band {
@@ -400,6 +412,24 @@ impl LineChart {
         s.push_str("</svg>");
         s
     }
+}
+
+/// Positions `(x, row)` of legend entries that wrap onto a new row rather than
+/// run past `max_x`, and the number of rows.
+fn legend_layout(left: f64, max_x: f64, names: &[&str]) -> (Vec<(f64, usize)>, usize) {
+    let mut out = Vec::with_capacity(names.len());
+    let (mut x, mut row) = (left, 0);
+    for name in names {
+        let width = 22.0 + name.chars().count() as f64 * 7.0 + 22.0;
+        if x > left && x + width - 22.0 > max_x {
+            x = left;
+            row += 1;
+        }
+        out.push((x, row));
+        x += width;
+    }
+    let rows = if names.is_empty() { 0 } else { row + 1 };
+    (out, rows)
 }
 
 /// A legend row at the top: a swatch (with a whisker mark when `whisker`) and a name.
@@ -565,5 +595,39 @@ mod tests {
         let svg = chart.to_svg();
         assert_eq!(svg.matches("<circle").count(), 3);
         assert_eq!(svg.matches("<polygon").count(), 1);
+    }
+
+    /// Regression: the models chart put its 8 legend entries on one line out
+    /// to x = 2100 of a 760-wide chart (only 4 visible) and reused a colour.
+    /// Entries now wrap within the width and every series has its own colour.
+    #[test]
+    fn line_chart_legend_wraps_within_the_width_and_colours_are_distinct() {
+        let mut chart = LineChart::new("epsilon", "accuracy").log_x();
+        let names: Vec<String> = (0..8)
+            .map(|i| format!("naive bayes (1 sampled attr, OUE), local #{i}"))
+            .collect();
+        for name in &names {
+            chart = chart.series(Series {
+                name: name.clone(),
+                points: vec![(0.5, 0.7), (8.0, 0.8)],
+                band: None,
+            });
+        }
+        let svg = chart.to_svg();
+        let xs: Vec<f64> = svg
+            .split("<text x=\"")
+            .skip(1)
+            .filter_map(|t| t.split('"').next()?.parse().ok())
+            .collect();
+        assert!(xs.iter().all(|&x| x < 760.0), "{xs:?}");
+        for name in &names {
+            assert!(svg.contains(name.as_str()), "{name} missing");
+        }
+        let strokes: std::collections::HashSet<&str> = svg
+            .split("<polyline")
+            .skip(1)
+            .filter_map(|p| p.split("stroke=\"").nth(1)?.split('"').next())
+            .collect();
+        assert_eq!(strokes.len(), 8);
     }
 }
