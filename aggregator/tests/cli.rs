@@ -443,6 +443,36 @@ async fn rappor_metrics_from_the_cli() -> anyhow::Result<()> {
     decode.arg(&candidates);
     let out = run(decode).await?;
     assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut table = ldp(
+        &server,
+        &["rappor", "decode", "--metric", "app.words", "--candidates"],
+    );
+    table.arg(&candidates);
+    let out = run(table).await?;
+    assert!(
+        text(&out.stdout).contains("no reports"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(ldp(
+        &server,
+        &[
+            "train",
+            "--model",
+            "nb",
+            "--privacy",
+            "local",
+            "--delta",
+            "2",
+        ],
+    ))
+    .await?;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--delta 2 must be in (0, 1)"),
+        "{}",
+        text(&out.stderr)
+    );
     server.shutdown().await?;
     Ok(())
 }

@@ -283,8 +283,8 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
         "unchanged"
     };
     println!(
-        "{verb}: {} version {} (metric id {})",
-        metric.name, metric.version, metric.metric_id
+        "{verb}: {} version {} (metric id {}), epsilon {:.4} per report",
+        metric.name, metric.version, metric.metric_id, metric.epsilon
     );
     Ok(())
 }

@@ -159,6 +159,10 @@ async fn run_decode_metric(metric: &str, args: &DecodeArgs) -> anyhow::Result<()
         "decoded by the server"
     );
     let decoded = decoded_from_proto(&decoding);
+    if decoding.reports == 0 && args.format == Format::Table {
+        println!("{metric}: no reports in the requested epochs, so nothing to decode");
+        return Ok(());
+    }
     if args.format == Format::Table {
         let name = decoding.metric.as_ref().map_or(metric, |m| m.name.as_str());
         let version = decoding.metric.as_ref().map_or(0, |m| m.version);

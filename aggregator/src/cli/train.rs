@@ -81,6 +81,12 @@ pub struct Args {
 
 /// Runs `ldp train`.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    // Checked for every privacy model, so a meaningless value is never ignored.
+    anyhow::ensure!(
+        args.delta > 0.0 && args.delta < 1.0,
+        "--delta {} must be in (0, 1)",
+        args.delta
+    );
     if let Some(dataset) = &args.record_dataset {
         record_central_release(&args, dataset).await?;
     }
