@@ -36,7 +36,9 @@
 //! cells, at least one) from validation until its acknowledgement; when they
 //! are used up, further `Submit`s wait (back-pressure) instead of queueing more,
 //! so a stream of large unary batches cannot grow the server's memory without
-//! bound.
+//! bound. Validation itself runs on the blocking pool, one batch per core at a
+//! time, so it neither stalls the async workers nor holds more than one
+//! batch's tables per core.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -105,8 +107,9 @@ enum Command {
     Stop,
 }
 
-/// The ingest front end shared by the Collector and Admin services.
-#[derive(Debug)]
+/// The ingest front end shared by the Collector and Admin services (cheap to
+/// clone: the clones share everything).
+#[derive(Debug, Clone)]
 pub struct Ingest {
     config: IngestConfig,
     registry: Arc<Registry>,
@@ -115,6 +118,8 @@ pub struct Ingest {
     queue: mpsc::Sender<Command>,
     /// Permits of [`QUEUED_DELTA_BYTES`], one per MiB of queued deltas.
     memory: Arc<Semaphore>,
+    /// Validations running at once on the blocking pool (one per core).
+    validating: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Command {
@@ -171,6 +176,7 @@ pub fn start(
         telemetry,
         queue: queue.clone(),
         memory: Arc::new(Semaphore::new(QUEUED_DELTA_BYTES / PERMIT_BYTES)),
+        validating: Arc::new(Semaphore::new(validators())),
     };
     (ingest, Writer { queue, task })
 }
@@ -297,7 +303,16 @@ impl Ingest {
         request: pb::SubmitRequest,
         now: i64,
     ) -> Result<pb::SubmitResponse, ServiceError> {
-        let batch = self.validate(request, now)?;
+        // Validation is CPU work (up to MAX_BATCH_CELLS counters): it runs on the
+        // blocking pool, at most one per core, so it never stalls the async
+        // workers that serve every other RPC (health checks included).
+        let batch = {
+            let _permit = self.validating.acquire().await.map_err(|_| stopped())?;
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || this.validate(request, now))
+                .await
+                .map_err(|e| ServiceError::Internal(format!("validation task failed: {e}")))??
+        };
         let reports = batch.reports;
         let bytes: usize = batch
             .deltas
@@ -342,6 +357,11 @@ impl Ingest {
     async fn send(&self, command: Command) -> Result<(), ServiceError> {
         self.queue.send(command).await.map_err(|_| stopped())
     }
+}
+
+/// Concurrent validations: the machine's cores.
+fn validators() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
 }
 
 fn stopped() -> ServiceError {
@@ -480,6 +500,7 @@ mod tests {
             telemetry: Arc::default(),
             queue: mpsc::channel(1).0,
             memory: Arc::new(Semaphore::new(QUEUED_DELTA_BYTES / PERMIT_BYTES)),
+            validating: Arc::new(Semaphore::new(validators())),
         }
     }
 
@@ -608,9 +629,9 @@ mod tests {
                     .await
             }
         });
-        for _ in 0..100 {
-            tokio::task::yield_now().await;
-        }
+        // Validating one report takes microseconds (on the blocking pool); give
+        // it 100 ms. A slow machine can only make this pass, never fail.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         assert!(!submit.is_finished(), "submit did not wait for memory");
         drop(all);
         let result = submit.await.unwrap();
