@@ -154,7 +154,9 @@ impl PrivacyReport {
         );
         h += "<h1>Privacy report</h1>\n";
         h += &format!(
-            "<p>Generated at {} (Unix seconds), from the server's database.</p>\n",
+            "<p>Generated at {} ({} Unix seconds), from the server's database. Epoch 0 \
+             seconds means one collection epoch forever.</p>\n",
+            utc_text(self.generated_at),
             self.generated_at
         );
         h += "<h2>Local differential privacy (per device)</h2>\n<table><tr><th>Metric</th><th>Version</th>\
@@ -280,6 +282,27 @@ fn metric_privacy(spec: &MetricSpec, device_budget: Option<BudgetPolicy>) -> Met
     }
 }
 
+/// `YYYY-MM-DD HH:MM:SS UTC` for Unix seconds (proleptic Gregorian calendar,
+/// days-from-civil inverted as in H. Hinnant's date algorithms).
+fn utc_text(unix: i64) -> String {
+    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        secs / 3_600,
+        secs % 3_600 / 60,
+        secs % 60
+    )
+}
+
 /// Escapes text for HTML element content and attribute values.
 fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -348,5 +371,15 @@ mod tests {
         let html = report.to_html();
         assert!(html.contains("color&lt;script&gt;") && !html.contains("<script>"));
         assert!(html.contains("dp_sgd") && html.contains("laplace_counts"));
+    }
+
+    #[test]
+    fn utc_text_matches_known_dates() {
+        assert_eq!(utc_text(0), "1970-01-01 00:00:00 UTC");
+        // 2000-02-29 (a leap day of a century leap year) 12:34:56.
+        assert_eq!(utc_text(951_827_696), "2000-02-29 12:34:56 UTC");
+        // 2026-12-03 16:04:12, the start of this work session.
+        assert_eq!(utc_text(1_796_313_852), "2026-12-03 16:04:12 UTC");
+        assert_eq!(utc_text(-1), "1969-12-31 23:59:59 UTC");
     }
 }

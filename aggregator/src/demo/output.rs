@@ -208,9 +208,9 @@ pub fn html_report(o: &Outcome) -> Report {
         [
             "attribute",
             "mechanism",
-            "d",
-            "TV distance",
-            "expected TV",
+            "d (or mean)",
+            "error: TV distance (or |mean error|)",
+            "expected: TV (or standard error)",
             "in 95% CI",
         ]
         .map(String::from)
