@@ -381,7 +381,18 @@ async fn rappor_metrics_from_the_cli() -> anyhow::Result<()> {
         "{}",
         text(&out.stderr)
     );
-    // New-user mistakes get errors that name the fix.
+    // New-user mistakes get errors that name the fix (before any work is done).
+    let mut demo = ldp(
+        &server,
+        &["demo", "--report", "/nonexistent-ldp-dir/r.html"],
+    );
+    demo.env_remove("LDP_TOKEN");
+    let out = run(demo).await?;
+    assert!(
+        text(&out.stderr).contains("does not exist"),
+        "{}",
+        text(&out.stderr)
+    );
     let no_values = [
         "metric",
         "create",

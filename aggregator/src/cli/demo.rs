@@ -113,7 +113,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
+/// Refuses a report path whose folder does not exist, before any work is done.
+fn check_report_path(path: &std::path::Path) -> anyhow::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => anyhow::bail!(
+            "--report {}: the folder {} does not exist",
+            path.display(),
+            dir.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
 async fn run_models(args: ModelsArgs) -> anyhow::Result<()> {
+    check_report_path(&args.report)?;
     let options = crate::model::demo::DemoOptions {
         epsilons: args.epsilons,
         delta: args.delta,
@@ -160,6 +173,7 @@ async fn run_adult(args: AdultArgs) -> anyhow::Result<()> {
             token: Token::new(&raw).map_err(anyhow::Error::msg)?,
         };
     }
+    check_report_path(&args.report)?;
     let outcome = demo::run(config).await?;
     println!("{}", demo::summary(&outcome));
     println!("{}", demo::render_tables(&outcome));

@@ -28,7 +28,7 @@ pub struct Args {
     /// Metric name.
     #[arg(long)]
     pub metric: String,
-    /// Metric version (default: latest).
+    /// Metric version (0 = the latest).
     #[arg(long, default_value_t = 0)]
     pub version: u32,
     /// Epochs to pool, comma separated (default: all).

@@ -152,7 +152,7 @@ pub struct ShowArgs {
     pub conn: ConnectArgs,
     /// Metric name.
     pub name: String,
-    /// Version (default: latest).
+    /// Version (0 = the latest).
     #[arg(long, default_value_t = 0)]
     pub version: u32,
 }

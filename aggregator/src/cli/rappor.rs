@@ -49,7 +49,7 @@ pub struct DecodeArgs {
     /// A RAPPOR metric of a running server to decode (instead of files).
     #[arg(long, conflicts_with_all = ["params", "reports", "counts", "map"])]
     pub metric: Option<String>,
-    /// With `--metric`: its version (default: latest).
+    /// With `--metric`: its version (0 = the latest).
     #[arg(long, default_value_t = 0, requires = "metric")]
     pub version: u32,
     /// With `--metric`: epochs to pool, comma separated (default: all).
