@@ -190,17 +190,17 @@ impl BarChart {
                     value(b.ci.0),
                     value(b.ci.1)
                 );
-                let w = note.chars().count() as f64 * 6.4 + 12.0;
+                // The note goes above the first row (top right), not over the
+                // bars; a white break mark near the end shows the bars go on.
+                let bx = WIDTH - right - 14.0;
                 let _ = write!(
                     s,
-                    "<rect x=\"{rx:.1}\" y=\"{ry:.1}\" width=\"{w:.1}\" height=\"18\" rx=\"3\" \
-                     fill=\"#fff\" fill-opacity=\"0.92\" stroke=\"{GRID}\"/>\
-                     <text x=\"{tx:.1}\" y=\"{ty:.1}\" text-anchor=\"end\" font-size=\"11\" fill=\"{INK}\">{}</text>",
-                    escape(&note),
-                    rx = WIDTH - right - w,
-                    ry = y + 3.0,
-                    tx = WIDTH - right - 6.0,
-                    ty = y + 16.0,
+                    "<path d=\"M{bx:.1} {a:.1}l5 19M{b2:.1} {a:.1}l5 19\" stroke=\"#fff\" stroke-width=\"2\"/>\
+                     <text x=\"{tx:.1}\" y=\"30\" text-anchor=\"end\" font-size=\"11\" fill=\"{INK}\">{}</text>",
+                    escape(&format!("{}: {note}", b.label)),
+                    a = y + 1.0,
+                    b2 = bx + 4.0,
+                    tx = WIDTH - right,
                 );
             }
             let (w0, w1, wy) = (x(b.ci.0), x(b.ci.1), y + 16.0);
@@ -580,7 +580,14 @@ mod tests {
             .percent()
             .to_svg();
         assert_eq!(svg.matches("axis clipped").count(), 1);
-        assert!(svg.contains("axis clipped: true 90.0%"), "{svg}");
+        assert!(svg.contains("big: axis clipped: true 90.0%"), "{svg}");
+        // Regression (new-user trial): the note sat in an opaque box over the
+        // clipped bars, which then looked short. It is above the rows now.
+        assert!(!svg.contains("fill-opacity=\"0.92\""), "{svg}");
+        assert!(
+            svg.contains("y=\"30\" text-anchor=\"end\" font-size=\"11\""),
+            "{svg}"
+        );
     }
 
     #[test]
