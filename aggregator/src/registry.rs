@@ -136,6 +136,14 @@ impl Registry {
         })
     }
 
+    /// [`Registry::list`] in protobuf form.
+    pub fn list_protos(&self, all_versions: bool) -> Vec<pb::MetricSpec> {
+        self.list(all_versions)
+            .iter()
+            .map(|p| p.proto.clone())
+            .collect()
+    }
+
     /// Every metric (latest versions only unless `all_versions`), ordered by name and version.
     pub fn list(&self, all_versions: bool) -> Vec<Arc<Published>> {
         let inner = self.read();

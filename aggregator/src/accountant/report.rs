@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::Result;
 use super::composition::DpGuarantee;
 use super::ledger::{Budget, PrivacyLedger, Spent};
+use crate::report::escape;
 
 /// One metric's local privacy guarantee.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -174,16 +175,16 @@ impl PrivacyReport {
             });
             h += &format!(
                 "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{} <br><small>{}</small></td><td>{}</td><td>{}</td></tr>\n",
-                esc(&m.name),
+                escape(&m.name),
                 m.version,
-                esc(&serde_json::to_string(&m.mechanism).unwrap_or_default()),
+                escape(&serde_json::to_string(&m.mechanism).unwrap_or_default()),
                 m.epsilon_per_report,
                 if m.memoized { "yes" } else { "no" },
                 m.eps_inf
                     .map_or("unbounded".to_owned(), |e| format!("{e:.6}")),
-                esc(&m.eps_inf_basis),
+                escape(&m.eps_inf_basis),
                 m.epoch_seconds,
-                esc(&budget),
+                escape(&budget),
             );
         }
         h += "</table>\n<h2>Central differential privacy (trusted curator)</h2>\n";
@@ -191,7 +192,7 @@ impl PrivacyReport {
             h += "<p>No central releases.</p>\n";
         }
         for d in &self.datasets {
-            h += &format!("<h3>Data set {}</h3>\n", esc(&d.name));
+            h += &format!("<h3>Data set {}</h3>\n", escape(&d.name));
             h += &match d.budget {
                 Some(b) => format!(
                     "<p>Budget: &epsilon; = {} at &delta; = {}.</p>\n",
@@ -216,17 +217,21 @@ impl PrivacyReport {
                     (None, Some(why)) => format!("not applicable: {why}"),
                     (None, None) => "not applicable".to_owned(),
                 };
-                h += &format!("<tr><td>{:?}</td><td>{}</td></tr>\n", m.method, esc(&total));
+                h += &format!(
+                    "<tr><td>{:?}</td><td>{}</td></tr>\n",
+                    m.method,
+                    escape(&total)
+                );
             }
             h += "</table>\n<table><tr><th>Release</th><th>Mechanism</th><th>Parameters</th>\
                   <th>Accountant</th><th>&epsilon;</th><th>&delta;</th></tr>\n";
             for r in &d.releases {
                 h += &format!(
                     "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{:.6}</td><td>{}</td></tr>\n",
-                    esc(&r.id),
-                    esc(&r.mechanism),
-                    esc(&r.parameters.to_string()),
-                    esc(&r.accountant),
+                    escape(&r.id),
+                    escape(&r.mechanism),
+                    escape(&r.parameters.to_string()),
+                    escape(&r.accountant),
                     r.guarantee.epsilon,
                     r.guarantee.delta,
                 );
@@ -301,22 +306,6 @@ fn utc_text(unix: i64) -> String {
         secs % 3_600 / 60,
         secs % 60
     )
-}
-
-/// Escapes text for HTML element content and attribute values.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -24,8 +24,8 @@ use ldp_sdk::mechanism::MechanismSpec;
 use ldp_sdk::wire::{self, ReportHeader};
 use sha2::{Digest, Sha256};
 
-use super::Format;
 use super::connect::ConnectArgs;
+use super::{Format, csv_field};
 use crate::rappor::decode::{DecodeOptions, Decoded, decode, decode_with_map};
 use crate::rappor::demo::{RapporDemoConfig, render_text};
 use crate::rappor::reference;
@@ -268,14 +268,6 @@ fn print_decoded(decoded: &Decoded, format: Format) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }
 
 async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {

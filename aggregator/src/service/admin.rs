@@ -61,13 +61,7 @@ impl pb::admin_server::Admin for Admin {
         request: Request<pb::AdminListMetricsRequest>,
     ) -> Result<Response<pb::AdminListMetricsResponse>, Status> {
         let all = request.into_inner().all_versions;
-        let metrics = self
-            .state
-            .registry
-            .list(all)
-            .iter()
-            .map(|p| p.proto.clone())
-            .collect();
+        let metrics = self.state.registry.list_protos(all);
         Ok(Response::new(pb::AdminListMetricsResponse { metrics }))
     }
 

@@ -111,13 +111,7 @@ impl pb::analytics_server::Analytics for Analytics {
         request: Request<pb::ListMetricsRequest>,
     ) -> Result<Response<pb::ListMetricsResponse>, Status> {
         let all = request.into_inner().all_versions;
-        let metrics = self
-            .state
-            .registry
-            .list(all)
-            .iter()
-            .map(|p| p.proto.clone())
-            .collect();
+        let metrics = self.state.registry.list_protos(all);
         Ok(Response::new(pb::ListMetricsResponse { metrics }))
     }
 
