@@ -9,7 +9,7 @@ use ldp_aggregator::cli::Format;
 use ldp_aggregator::cli::connect::ConnectArgs;
 use ldp_aggregator::cli::rappor::{Command, DecodeArgs, IngestArgs, run};
 use ldp_aggregator::rappor::counts::CohortCounts;
-use ldp_aggregator::rappor::decode::{DecodeOptions, decode};
+use ldp_aggregator::rappor::decode::{Correction, DecodeOptions, decode};
 use ldp_aggregator::rappor::reference;
 use ldp_aggregator::rappor::wire::decoded_from_proto;
 use ldp_aggregator::server::{Config, Server};
@@ -133,6 +133,40 @@ async fn ingest_over_grpc_is_exact_and_idempotent() {
         decode(&counts, &candidates, &DecodeOptions::default()).unwrap()
     );
     assert_eq!((decoding.cohorts, decoding.cohorts_with_reports), (64, 64));
+    assert_eq!(decoding.correction(), pb::RapporCorrection::Bonferroni);
+    // The false-discovery-rate correction reaches the decoder; an unknown
+    // correction is refused.
+    let decode_with = |correction: i32| {
+        let conn = conn.clone();
+        let candidates = candidates.clone();
+        async move {
+            conn.analytics()
+                .await
+                .unwrap()
+                .decode_rappor(pb::DecodeRapporRequest {
+                    metric: "words.small".into(),
+                    candidates,
+                    correction,
+                    ..Default::default()
+                })
+                .await
+        }
+    };
+    let fdr = decode_with(pb::RapporCorrection::FalseDiscoveryRate.into())
+        .await
+        .unwrap()
+        .into_inner();
+    let fdr_options = DecodeOptions {
+        correction: Correction::FalseDiscoveryRate,
+        ..DecodeOptions::default()
+    };
+    assert_eq!(
+        decoded_from_proto(&fdr),
+        decode(&counts, &candidates, &fdr_options).unwrap()
+    );
+    assert_eq!(fdr.correction(), pb::RapporCorrection::FalseDiscoveryRate);
+    let unknown = decode_with(7).await.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::InvalidArgument, "{unknown:?}");
     // `ldp rappor decode --metric` prints it; an unknown metric is an error.
     let cli_decode = |metric: &str| {
         Command::Decode(DecodeArgs {
@@ -146,6 +180,7 @@ async fn ingest_over_grpc_is_exact_and_idempotent() {
             candidates: dir().join("candidates.txt"),
             map: None,
             alpha: 0.05,
+            correction: Correction::FalseDiscoveryRate,
             format: Format::Csv,
         })
     };

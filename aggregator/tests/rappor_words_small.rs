@@ -104,7 +104,8 @@ fn words_small_decode_against_the_reference_bars() {
     // this is the realization's noise, not a bias). Over 40 simulated replicates
     // of the setup the mean TV is 0.3753 (0.342 to 0.411), the reference's own
     // spread over decode seeds is 0.369 to 0.378; no variant tried (keep_z,
-    // reporting non-significant regressors, model-based weights) was better
+    // reporting non-significant regressors, model-based weights, a
+    // Benjamini-Hochberg threshold at FDR 0.05 or 0.10) was better
     // beyond noise without reporting strings nobody holds (numbers in the docs
     // of `ldp_aggregator::rappor::decode`). This assertion is a regression guard
     // at the measured value, not the bar.

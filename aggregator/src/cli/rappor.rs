@@ -26,10 +26,10 @@ use sha2::{Digest, Sha256};
 
 use super::connect::ConnectArgs;
 use super::{Format, csv_field};
-use crate::rappor::decode::{DecodeOptions, Decoded, decode, decode_with_map};
+use crate::rappor::decode::{Correction, DecodeOptions, Decoded, decode, decode_with_map};
 use crate::rappor::demo::{RapporDemoConfig, render_text};
 use crate::rappor::reference;
-use crate::rappor::wire::decoded_from_proto;
+use crate::rappor::wire::{correction_to_proto, decoded_from_proto};
 
 /// The `ldp rappor` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -77,9 +77,13 @@ pub struct DecodeArgs {
     /// A reference `map.csv`; it must equal the candidates' Bloom hashes.
     #[arg(long)]
     pub map: Option<PathBuf>,
-    /// Family-wise error rate of the detection test (Bonferroni over candidates).
+    /// Error rate of the detection test: family-wise (bonferroni) or false
+    /// discovery rate (fdr).
     #[arg(long, default_value_t = 0.05)]
     pub alpha: f64,
+    /// Multiple-testing correction over the candidates.
+    #[arg(long, value_enum, default_value_t = Correction::default())]
+    pub correction: Correction,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -150,6 +154,7 @@ async fn run_decode_metric(metric: &str, args: &DecodeArgs) -> anyhow::Result<()
             epochs: args.epochs.clone(),
             candidates,
             alpha: args.alpha,
+            correction: correction_to_proto(args.correction).into(),
         })
         .await
         .with_context(|| format!("DecodeRappor {metric}"))?
@@ -192,6 +197,7 @@ fn run_decode_files(args: DecodeArgs) -> anyhow::Result<()> {
     let candidates = reference::read_candidates(&args.candidates)?;
     let options = DecodeOptions {
         alpha: args.alpha,
+        correction: args.correction,
         ..DecodeOptions::default()
     };
     let started = Instant::now();
@@ -254,12 +260,16 @@ fn print_decoded(decoded: &Decoded, format: Format) -> anyhow::Result<()> {
             }
             println!("{table}");
             println!(
-                "{} reports, {} candidates: {} detected (z > {:.2}, Bonferroni alpha {}), \
+                "{} reports, {} candidates: {} detected (z > {:.2}, {} alpha {}), \
                  allocated mass {:.4}, rest {:.4}, {} aliased candidates",
                 decoded.num_reports,
                 decoded.num_candidates,
                 decoded.detections.len(),
                 decoded.z_threshold,
+                match decoded.correction {
+                    Correction::Bonferroni => "Bonferroni, family-wise error rate",
+                    Correction::FalseDiscoveryRate => "Benjamini-Hochberg, false discovery rate",
+                },
                 decoded.alpha,
                 decoded.allocated_mass,
                 decoded.background_mass.unwrap_or(f64::NAN),

@@ -276,6 +276,7 @@ async fn decode_over_grpc(
             epochs: Vec::new(),
             candidates,
             alpha: config.alpha,
+            ..Default::default()
         })
         .await
         .map_err(|status| RapporDemoError::Rpc {

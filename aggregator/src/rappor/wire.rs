@@ -9,7 +9,7 @@ use ldp_proto::v1 as pb;
 use ldp_sdk::estimate::normal_quantile;
 
 use super::counts::CohortCounts;
-use super::decode::{Decoded, Detection};
+use super::decode::{Correction, DecodeOptions, Decoded, Detection};
 use crate::registry::Published;
 
 /// Confidence level of the intervals in a decoding.
@@ -17,12 +17,12 @@ pub const DECODE_CONFIDENCE: f64 = 0.95;
 
 /// The response for `metric`. `decoded` is `None` when the metric holds no
 /// reports yet: the answer then has `reports = 0`, no detections and the
-/// threshold the test would use.
+/// Bonferroni threshold (the strictest either correction can use).
 pub fn decoding_to_proto(
     metric: &Published,
     counts: &CohortCounts,
     num_candidates: usize,
-    alpha: f64,
+    options: &DecodeOptions,
     decoded: Option<&Decoded>,
     guarantee: pb::Guarantee,
     epochs: Vec<u64>,
@@ -38,8 +38,9 @@ pub fn decoding_to_proto(
         cohorts: params.num_cohorts(),
         cohorts_with_reports: to_u32(cohorts_with_reports),
         candidates: to_u32(num_candidates),
-        alpha,
-        z_threshold: normal_quantile(1.0 - alpha / num_candidates.max(1) as f64),
+        alpha: options.alpha,
+        correction: correction_to_proto(options.correction).into(),
+        z_threshold: normal_quantile(1.0 - options.alpha / num_candidates.max(1) as f64),
         guarantee: Some(guarantee),
         confidence: DECODE_CONFIDENCE,
         epochs,
@@ -66,6 +67,7 @@ pub fn decoded_from_proto(d: &pb::RapporDecoding) -> Decoded {
         num_reports: d.reports,
         num_candidates: d.candidates as usize,
         alpha: d.alpha,
+        correction: correction_from_proto(d.correction()).unwrap_or_default(),
         z_threshold: d.z_threshold,
         allocated_mass: d.allocated_mass,
         background_mass: Some(d.background_mass),
@@ -73,6 +75,23 @@ pub fn decoded_from_proto(d: &pb::RapporDecoding) -> Decoded {
         nnls_selected: d.nnls_selected as usize,
         regressors: d.regressors as usize,
         aliased: d.aliased.clone(),
+    }
+}
+
+/// The wire name of a correction.
+pub fn correction_to_proto(correction: Correction) -> pb::RapporCorrection {
+    match correction {
+        Correction::Bonferroni => pb::RapporCorrection::Bonferroni,
+        Correction::FalseDiscoveryRate => pb::RapporCorrection::FalseDiscoveryRate,
+    }
+}
+
+/// The correction a wire value names; `None` for UNSPECIFIED (the caller's default).
+pub fn correction_from_proto(correction: pb::RapporCorrection) -> Option<Correction> {
+    match correction {
+        pb::RapporCorrection::Unspecified => None,
+        pb::RapporCorrection::Bonferroni => Some(Correction::Bonferroni),
+        pb::RapporCorrection::FalseDiscoveryRate => Some(Correction::FalseDiscoveryRate),
     }
 }
 

@@ -21,7 +21,7 @@ use crate::estimate;
 use crate::rappor::RapporError;
 use crate::rappor::counts::CohortCounts;
 use crate::rappor::decode::{DecodeOptions, decode};
-use crate::rappor::wire::decoding_to_proto;
+use crate::rappor::wire::{correction_from_proto, decoding_to_proto};
 
 /// The most candidates one `DecodeRappor` request may carry. The decoder's
 /// normal equations are a dense (candidates + 1)^2 matrix of `f64`, 134 MB at
@@ -37,7 +37,7 @@ pub const MAX_RAPPOR_MAP_ENTRIES: usize = 1 << 22;
 /// RAPPOR decodes that may run at once; further requests wait for a permit.
 pub const CONCURRENT_RAPPOR_DECODES: usize = 2;
 
-/// Family-wise error rate of the RAPPOR detection test when a request leaves it at 0.
+/// Error rate of the RAPPOR detection test when a request leaves it at 0.
 pub const DEFAULT_RAPPOR_ALPHA: f64 = 0.05;
 
 /// The Analytics service.
@@ -68,8 +68,12 @@ where
         .map_err(|e| ServiceError::Internal(format!("estimation task failed: {e}")))?
 }
 
-/// Checks the shape of a `DecodeRappor` request; returns alpha (0 means the default).
-fn check_decode_request(r: &pb::DecodeRapporRequest) -> Result<f64, ServiceError> {
+/// Checks the shape of a `DecodeRappor` request; returns the decoder's options
+/// (alpha 0 and an unspecified correction mean the defaults).
+fn check_decode_request(r: &pb::DecodeRapporRequest) -> Result<DecodeOptions, ServiceError> {
+    let correction = pb::RapporCorrection::try_from(r.correction)
+        .map_err(|_| ServiceError::InvalidArgument(format!("unknown correction {}", r.correction)))
+        .map(|c| correction_from_proto(c).unwrap_or_default())?;
     if r.candidates.is_empty() {
         return Err(ServiceError::InvalidArgument(
             "the candidate list is empty".into(),
@@ -81,16 +85,20 @@ fn check_decode_request(r: &pb::DecodeRapporRequest) -> Result<f64, ServiceError
             r.candidates.len()
         )));
     }
-    let alpha = r.alpha;
-    if alpha == 0.0 {
-        Ok(DEFAULT_RAPPOR_ALPHA)
-    } else if alpha > 0.0 && alpha < 1.0 {
-        Ok(alpha)
-    } else {
-        Err(ServiceError::InvalidArgument(format!(
-            "alpha {alpha} is not in (0, 1)"
-        )))
-    }
+    let alpha = match r.alpha {
+        0.0 => DEFAULT_RAPPOR_ALPHA,
+        a if a > 0.0 && a < 1.0 => a,
+        a => {
+            return Err(ServiceError::InvalidArgument(format!(
+                "alpha {a} is not in (0, 1)"
+            )));
+        }
+    };
+    Ok(DecodeOptions {
+        alpha,
+        correction,
+        ..DecodeOptions::default()
+    })
 }
 
 /// A decode error on a validated request: bad candidates are the caller's
@@ -155,7 +163,7 @@ impl pb::analytics_server::Analytics for Analytics {
         request: Request<pb::DecodeRapporRequest>,
     ) -> Result<Response<pb::RapporDecoding>, Status> {
         let r = request.into_inner();
-        let alpha = check_decode_request(&r)?;
+        let options = check_decode_request(&r)?;
         let metric = self.state.registry.by_name(&r.metric, r.version)?;
         let Mechanism::Rappor(rappor) = &metric.mechanism else {
             return Err(ServiceError::InvalidArgument(format!(
@@ -188,10 +196,6 @@ impl pb::analytics_server::Analytics for Analytics {
         let response = blocking(move || {
             let _permit = permit;
             let counts = CohortCounts::from_stats(params, &stats).map_err(rappor_error)?;
-            let options = DecodeOptions {
-                alpha,
-                ..DecodeOptions::default()
-            };
             // No reports yet is an empty decoding (reports = 0), not an error.
             let decoded = match decode(&counts, &candidates, &options) {
                 Ok(decoded) => Some(decoded),
@@ -202,7 +206,7 @@ impl pb::analytics_server::Analytics for Analytics {
                 &metric,
                 &counts,
                 candidates.len(),
-                alpha,
+                &options,
                 decoded.as_ref(),
                 estimate::guarantee(&metric),
                 epochs,
