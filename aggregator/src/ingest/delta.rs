@@ -5,10 +5,10 @@
 //! therefore keeps a dense [`Stats`] table only when the metric's table is small
 //! ([`DENSE_MAX_CELLS`]) or when every report carries one bit per counter anyway
 //! (SUE and OUE, and the numeric mechanisms, which keep no counters); otherwise
-//! it records the counters each report touches and sorts them into a sparse
-//! [`Delta`]. Both paths validate every report with the SDK's
-//! [`Mechanism::validate`] and agree exactly with [`Mechanism::accumulate`] (see
-//! the tests), whose counter layout is documented in [`ldp_sdk::estimate`].
+//! it records the counters each report touches ([`Mechanism::for_each_cell`],
+//! the SDK's sparse form of [`Mechanism::accumulate`], so the counter layout
+//! has one source) and sorts them into a sparse [`Delta`]. Both paths validate
+//! every report through the SDK.
 
 use ldp_sdk::estimate::Stats;
 use ldp_sdk::mechanism::{Mechanism, Report};
@@ -76,14 +76,8 @@ impl DeltaBuilder {
         match self {
             Self::Dense(stats) => mechanism.accumulate(stats, report),
             Self::Sparse { reports, touched } => {
-                mechanism.validate(report)?;
-                let before = touched.len();
-                if !push_cells(mechanism, report, touched) {
-                    touched.truncate(before);
-                    return Err(ldp_sdk::Error::InvalidReport(
-                        "payload does not match the mechanism".into(),
-                    ));
-                }
+                // Counter indices are below `stats_len() <= 2^24`, so they fit u32.
+                mechanism.for_each_cell(report, |cell| touched.push(cell as u32))?;
                 *reports += 1;
                 Ok(())
             }
@@ -121,43 +115,14 @@ impl DeltaBuilder {
     }
 }
 
-/// Whether [`push_cells`] knows the counters of this mechanism's reports.
+/// Whether the mechanism's reports touch a few counters each (so a sparse
+/// delta pays off); unary reports set about half their bits and numeric ones
+/// keep only sums.
 fn has_cells(mechanism: &Mechanism) -> bool {
     matches!(
         mechanism,
         Mechanism::Grr(_) | Mechanism::Olh(_) | Mechanism::Hadamard(_) | Mechanism::Rappor(_)
     )
-}
-
-/// Pushes the counters a validated report adds one to, in the layout of
-/// [`Mechanism::accumulate`]; false for a payload of another mechanism.
-fn push_cells(mechanism: &Mechanism, report: &Report, touched: &mut Vec<u32>) -> bool {
-    // Counter indices are below `stats_len() <= 2^24`, so they fit u32.
-    let mut push = |cell: usize| touched.push(cell as u32);
-    match (mechanism, report) {
-        (Mechanism::Grr(_), Report::Index(i)) => push(*i as usize),
-        (Mechanism::Olh(m), Report::Hashed { seed_index, bucket }) => {
-            push(m.cell(*seed_index, *bucket))
-        }
-        (
-            Mechanism::Hadamard(m),
-            Report::Hadamard {
-                coefficient,
-                positive,
-            },
-        ) => push(m.cell(*coefficient, *positive)),
-        // Rows of k + 1 counters per cohort: the report count, then bit i's ones.
-        (Mechanism::Rappor(m), Report::Rappor { cohort, bits }) => {
-            let k = m.params().num_bits() as usize;
-            let row = *cohort as usize * (k + 1);
-            push(row);
-            for i in (0..k).filter(|i| (bits[i / 8] >> (i % 8)) & 1 == 1) {
-                push(row + 1 + i);
-            }
-        }
-        _ => return false,
-    }
-    true
 }
 
 #[cfg(test)]

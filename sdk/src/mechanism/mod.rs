@@ -358,12 +358,37 @@ impl Mechanism {
     /// Validates `report` and adds it to `stats`; on error `stats` is unchanged.
     pub fn accumulate(&self, stats: &mut Stats, report: &Report) -> Result<()> {
         self.check_stats(stats)?;
+        match (self, report) {
+            (Self::Laplace(m), Report::Grid(k)) => {
+                m.validate(*k)?;
+                add_value(stats, m.value_of(*k));
+            }
+            (Self::Duchi(_) | Self::Piecewise(_) | Self::Hybrid(_), Report::Numeric(v)) => {
+                self.validate(report)?;
+                add_value(stats, *v);
+            }
+            _ => {
+                let counts = &mut stats.counts;
+                self.for_each_cell(report, |cell| counts[cell] += 1)?;
+            }
+        }
+        stats.reports += 1;
+        Ok(())
+    }
+
+    /// Validates `report` and calls `add(cell)` once for every counter of
+    /// [`Stats::counts`] that [`Mechanism::accumulate`] adds one to (none for
+    /// the numeric mechanisms, which keep only sums). Nothing is called for an
+    /// invalid report. This is the sparse form of `accumulate`: a collector can
+    /// record the few counters a report touches instead of a whole table, with
+    /// the same layout (documented in [`crate::estimate`]).
+    pub fn for_each_cell(&self, report: &Report, mut add: impl FnMut(usize)) -> Result<()> {
         self.validate(report)?;
         match (self, report) {
-            (Self::Grr(_), Report::Index(i)) => stats.counts[*i as usize] += 1,
-            (Self::Unary(m), Report::Bits(bits)) => m.accumulate(&mut stats.counts, bits),
+            (Self::Grr(_), Report::Index(i)) => add(*i as usize),
+            (Self::Unary(m), Report::Bits(bits)) => m.for_each_cell(bits, add),
             (Self::Olh(m), Report::Hashed { seed_index, bucket }) => {
-                stats.counts[m.cell(*seed_index, *bucket)] += 1
+                add(m.cell(*seed_index, *bucket))
             }
             (
                 Self::Hadamard(m),
@@ -371,17 +396,13 @@ impl Mechanism {
                     coefficient,
                     positive,
                 },
-            ) => stats.counts[m.cell(*coefficient, *positive)] += 1,
-            (Self::Laplace(m), Report::Grid(k)) => add_value(stats, m.value_of(*k)),
-            (Self::Duchi(_) | Self::Piecewise(_) | Self::Hybrid(_), Report::Numeric(v)) => {
-                add_value(stats, *v)
-            }
+            ) => add(m.cell(*coefficient, *positive)),
             (Self::Rappor(m), Report::Rappor { cohort, bits }) => {
-                m.accumulate(stats, *cohort, bits)
+                m.for_each_cell(*cohort, bits, add)
             }
+            (Self::Laplace(_) | Self::Duchi(_) | Self::Piecewise(_) | Self::Hybrid(_), _) => {}
             _ => unreachable!("validate() accepted a mismatched payload"),
         }
-        stats.reports += 1;
         Ok(())
     }
 

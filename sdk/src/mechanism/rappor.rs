@@ -76,7 +76,6 @@ use md5::{Digest, Md5};
 use rand::Rng;
 use sha2::Sha256;
 
-use crate::estimate::Stats;
 use crate::mechanism::Report;
 use crate::{Epsilon, Error, LdpRng, Result};
 
@@ -535,13 +534,14 @@ impl Rappor {
         self.params.num_cohorts as usize * (self.params.num_bits as usize + 1)
     }
 
-    /// Adds one validated report's cohort and bits to `stats`.
-    pub(crate) fn accumulate(&self, stats: &mut Stats, cohort: u32, bits: &[u8]) {
+    /// Calls `add(cell)` for the counters a validated report adds one to: its
+    /// cohort's report count and the cohort's counter of every set IRR bit.
+    pub(crate) fn for_each_cell(&self, cohort: u32, bits: &[u8], mut add: impl FnMut(usize)) {
         let k = self.params.num_bits as usize;
         let row = cohort as usize * (k + 1);
-        stats.counts[row] += 1;
-        for i in 0..k {
-            stats.counts[row + 1 + i] += u64::from((bits[i / 8] >> (i % 8)) & 1);
+        add(row);
+        for i in (0..k).filter(|i| (bits[i / 8] >> (i % 8)) & 1 == 1) {
+            add(row + 1 + i);
         }
     }
 }

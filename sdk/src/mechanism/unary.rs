@@ -151,12 +151,12 @@ impl Unary {
         Ok(())
     }
 
-    /// Adds the set bits of a validated report to per-bit counters.
-    pub(crate) fn accumulate(&self, counts: &mut [u64], bits: &[u8]) {
+    /// Calls `add(i)` for every set bit i of a validated report (its counters).
+    pub(crate) fn for_each_cell(&self, bits: &[u8], mut add: impl FnMut(usize)) {
         for (i, &byte) in bits.iter().enumerate() {
             let mut b = byte;
             while b != 0 {
-                counts[i * 8 + b.trailing_zeros() as usize] += 1;
+                add(i * 8 + b.trailing_zeros() as usize);
                 b &= b - 1;
             }
         }
