@@ -41,7 +41,7 @@ pub fn confidence(requested: f64) -> Result<f64, ServiceError> {
 /// ([`ldp_sdk::budget::BudgetPolicy::max_reports`]); 0 (unknown) without one:
 /// the server cannot tell devices apart. It holds for devices that run the
 /// SDK's ledger and have fetched the current budget (a tightened budget reaches
-/// a device at its next connect).
+/// a device at its next connect or budget refresh, hourly by default).
 pub fn guarantee(metric: &Published) -> pb::Guarantee {
     let local = MetricPrivacy::of(&metric.spec, metric.device_budget());
     pb::Guarantee {

@@ -40,9 +40,11 @@
 //! [`DeviceLedger`] (one all-or-nothing durable write per record) *before*
 //! anything is randomized or queued; a refused debit is [`ClientError::Budget`]
 //! and queues nothing. The operator's device budgets published with the metrics
-//! (`Admin.SetDeviceBudget`) are registered in the ledger at connect; the
-//! ledger keeps the tighter of a stored and a published budget, so a server can
-//! tighten but never loosen what the device enforces.
+//! (`Admin.SetDeviceBudget`) are registered in the ledger at connect and again
+//! every [`ClientConfig::budget_refresh`] (an hour by default) while the client
+//! runs; the ledger keeps the tighter of a stored and a published budget, so a
+//! server can tighten but never loosen what the device enforces, and a
+//! tightened budget reaches a long-running device within one refresh period.
 //!
 //! Metrics published with `memoize = true` need a [`ClientConfig::memo`]: an
 //! unchanged value is sent again as its memoized report (free: nothing new is
@@ -222,11 +224,16 @@ pub struct ClientConfig {
     /// an `https://` endpoint is verified against the bundled Mozilla roots
     /// (webpki-roots). `http://` endpoints are plaintext (tests, loopback).
     pub tls_ca_pem: Option<Vec<u8>>,
+    /// How often a client with a [`ClientConfig::device_ledger`] fetches the
+    /// published device budgets again (`GetMetrics`) and registers them; `None`
+    /// fetches them only at connect. A failed fetch is retried at the next period.
+    pub budget_refresh: Option<Duration>,
 }
 
 impl ClientConfig {
     /// Defaults: batches of 500 reports or 5 seconds, 10-second calls, flushes
-    /// that wait up to a minute, and the default [`RetryPolicy`].
+    /// that wait up to a minute, the default [`RetryPolicy`], and published
+    /// device budgets fetched again every hour.
     pub fn new(endpoint: impl Into<String>, queue_dir: impl Into<PathBuf>) -> Self {
         Self {
             endpoint: endpoint.into(),
@@ -239,6 +246,7 @@ impl ClientConfig {
             device_ledger: None,
             memo: None,
             tls_ca_pem: None,
+            budget_refresh: Some(Duration::from_secs(3600)),
         }
     }
 
@@ -331,6 +339,7 @@ struct Shared {
 pub struct Client {
     shared: Arc<Shared>,
     sender: JoinHandle<()>,
+    refresher: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -420,8 +429,19 @@ impl Client {
             wake: Notify::new(),
             progress,
         });
+        let refresher =
+            match (&shared.config.device_ledger, shared.config.budget_refresh) {
+                (Some(_), Some(period)) if !period.is_zero() => Some(tokio::spawn(
+                    run_budget_refresh(Arc::clone(&shared), grpc.clone(), period),
+                )),
+                _ => None,
+            };
         let sender = tokio::spawn(run_sender(Arc::clone(&shared), grpc));
-        Ok(Self { shared, sender })
+        Ok(Self {
+            shared,
+            sender,
+            refresher,
+        })
     }
 
     /// The metric specs the schema is bound to (with server ids and versions).
@@ -567,6 +587,48 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         self.sender.abort();
+        if let Some(refresher) = &self.refresher {
+            refresher.abort();
+        }
+    }
+}
+
+/// Every `period`, fetches the published device budgets and registers them in
+/// the ledger (tighter wins). Failures are recorded as the last error and
+/// retried at the next period; the budgets already registered stay in force.
+async fn run_budget_refresh(
+    shared: Arc<Shared>,
+    mut grpc: CollectorClient<Channel>,
+    period: Duration,
+) {
+    let Some(ledger) = shared.config.device_ledger.clone() else {
+        return;
+    };
+    let names: Vec<String> = shared.metrics.iter().map(|m| m.name.clone()).collect();
+    loop {
+        tokio::time::sleep(period).await;
+        let mut request = tonic::Request::new(pb::GetMetricsRequest {
+            names: names.clone(),
+        });
+        request.set_timeout(shared.config.request_timeout);
+        let outcome = match grpc.get_metrics(request).await {
+            Ok(response) => {
+                let response = response.into_inner();
+                let registered = {
+                    let encoder = lock(&shared.encoder);
+                    register_budgets(&ledger, &encoder.schema, &response.device_budgets)
+                };
+                // A later offline start then uses these budgets too.
+                registered.and_then(|()| lock(&shared.outbox).queue.save_metrics(&response))
+            }
+            Err(status) => Err(ClientError::Status {
+                code: status.code(),
+                message: status.message().to_string(),
+            }),
+        };
+        if let Err(e) = outcome {
+            lock(&shared.status).last_error = format!("refreshing device budgets: {e}");
+        }
     }
 }
 

@@ -32,6 +32,7 @@ struct State {
     batch_sizes: Vec<usize>,
     seen_ids: Vec<Vec<u8>>,
     inject: VecDeque<Code>,
+    budgets: Vec<pb::DeviceBudget>,
 }
 
 #[derive(Clone, Default)]
@@ -52,7 +53,7 @@ impl Collector for Mock {
         Ok(Response::new(pb::GetMetricsResponse {
             metrics,
             server_time: unix_now(),
-            device_budgets: Vec::new(),
+            device_budgets: self.state.lock().unwrap().budgets.clone(),
         }))
     }
 
@@ -463,5 +464,50 @@ async fn records_that_do_not_fit_the_schema_are_typed_errors() {
         "{err}"
     );
     assert_eq!(client.stats().records, 0);
+    server.stop().await;
+}
+
+/// The operator tightens a published device budget while a client runs: the
+/// client's periodic refresh registers it, and the ledger then refuses what the
+/// new budget does not allow.
+#[tokio::test]
+async fn a_tightened_published_budget_reaches_a_running_client() {
+    use crate::budget::{BudgetPolicy, DeviceLedger};
+    let published_budget = |lifetime: f64| {
+        let policy = BudgetPolicy::new(lifetime, 86_400, lifetime).unwrap();
+        vec![wire::device_budget_to_proto("app.color", &policy)]
+    };
+    let mock = Mock::default();
+    mock.state.lock().unwrap().budgets = published_budget(100.0);
+    let server = serve(mock.clone(), loopback()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(DeviceLedger::open(dir.path().join("ledger")).unwrap());
+    let mut c = config(server.addr, &dir.path().join("queue")).with_device_ledger(ledger.clone());
+    c.budget_refresh = Some(Duration::from_millis(20));
+    let client = Client::connect(c, schema()).await.unwrap();
+    let usage = |ledger: &DeviceLedger| ledger.usage("app.color", unix_now() as u64).unwrap();
+    assert_eq!(usage(&ledger).policy.lifetime_epsilon, 100.0);
+    // Two records (epsilon 1 each) fit the first budget.
+    client.record(&green()).unwrap();
+    client.record(&green()).unwrap();
+    // Tightened to a lifetime of 2.5: one more record would exceed it.
+    mock.state.lock().unwrap().budgets = published_budget(2.5);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while usage(&ledger).policy.lifetime_epsilon != 2.5 {
+        assert!(
+            Instant::now() < deadline,
+            "the refresh never registered the budget"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(matches!(
+        client.record(&green()),
+        Err(ClientError::Budget(crate::Error::BudgetExhausted(_)))
+    ));
+    // A looser budget later never loosens the ledger.
+    mock.state.lock().unwrap().budgets = published_budget(50.0);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(usage(&ledger).policy.lifetime_epsilon, 2.5);
+    drop(client);
     server.stop().await;
 }
