@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use ldp_proto::v1 as pb;
+use ldp_sdk::client::tls_endpoint;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::Channel;
 
 use crate::server::DEFAULT_MAX_MESSAGE_BYTES;
 use crate::service::auth::{ClientAuth, Token};
@@ -38,7 +39,7 @@ pub struct ConnectArgs {
 impl ConnectArgs {
     /// Connects (TLS when a CA certificate is given or the URL is `https://`):
     /// with `--ca-cert` only that CA is trusted, otherwise the bundled Mozilla
-    /// roots (webpki-roots), as in the SDK's device client.
+    /// roots (webpki-roots): the SDK's [`tls_endpoint`], as devices connect.
     pub async fn channel(&self) -> anyhow::Result<Channel> {
         if !self.connect.contains("://") {
             anyhow::bail!(
@@ -47,19 +48,14 @@ impl ConnectArgs {
                 self.connect
             );
         }
-        let mut endpoint = Endpoint::from_shared(self.connect.clone())
+        let ca_pem = match &self.ca_cert {
+            Some(ca) => {
+                Some(std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?)
+            }
+            None => None,
+        };
+        let endpoint = tls_endpoint(&self.connect, ca_pem.as_deref())
             .with_context(|| format!("invalid --connect URL {:?}", self.connect))?;
-        if self.ca_cert.is_some() || self.connect.starts_with("https://") {
-            let tls = match &self.ca_cert {
-                Some(ca) => {
-                    let pem =
-                        std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
-                    ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
-                }
-                None => ClientTlsConfig::new().with_webpki_roots(),
-            };
-            endpoint = endpoint.tls_config(tls)?;
-        }
         endpoint
             .connect()
             .await

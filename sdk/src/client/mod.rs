@@ -733,16 +733,21 @@ async fn send_batch(
 
 /// The server endpoint, with TLS for `https://` URLs or a pinned CA.
 fn endpoint(config: &ClientConfig) -> Result<Endpoint, ClientError> {
+    tls_endpoint(&config.endpoint, config.tls_ca_pem.as_deref())
+}
+
+/// The gRPC endpoint for `url` as every ldp client connects: with `ca_pem`,
+/// TLS that trusts only that CA; otherwise TLS verified against the bundled
+/// Mozilla roots (webpki-roots) for `https://`, and plaintext for `http://`.
+pub fn tls_endpoint(url: &str, ca_pem: Option<&[u8]>) -> Result<Endpoint, ClientError> {
     let invalid = |e: tonic::transport::Error| ClientError::Endpoint {
-        endpoint: config.endpoint.clone(),
+        endpoint: url.to_owned(),
         reason: e.to_string(),
     };
-    let endpoint = Endpoint::from_shared(config.endpoint.clone()).map_err(invalid)?;
-    let tls = match &config.tls_ca_pem {
+    let endpoint = Endpoint::from_shared(url.to_owned()).map_err(invalid)?;
+    let tls = match ca_pem {
         Some(pem) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)),
-        None if config.endpoint.starts_with("https://") => {
-            ClientTlsConfig::new().with_webpki_roots()
-        }
+        None if url.starts_with("https://") => ClientTlsConfig::new().with_webpki_roots(),
         None => return Ok(endpoint),
     };
     endpoint.tls_config(tls).map_err(invalid)

@@ -1,12 +1,14 @@
 //! TLS: a server started with a certificate and key serves gRPC over rustls;
-//! a client trusting the test CA connects, a plaintext client does not.
+//! the CLI and the SDK client trusting the test CA connect, a plaintext client
+//! and a client trusting only the public roots do not.
 
 use std::path::PathBuf;
 
+use ldp_aggregator::cli::connect::ConnectArgs;
 use ldp_aggregator::server::TlsFiles;
 use ldp_proto::v1 as pb;
 use ldp_tests::TestServer;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+use tonic::transport::Channel;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -30,14 +32,14 @@ async fn tls_server_accepts_a_client_that_trusts_its_ca() -> anyhow::Result<()> 
         .next()
         .unwrap_or_default()
         .to_string();
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(std::fs::read(fixture("ca.pem"))?))
-        .domain_name("localhost");
-    let channel = Channel::from_shared(format!("https://localhost:{port}"))?
-        .tls_config(tls)?
-        .connect()
-        .await?;
-    pb::collector_client::CollectorClient::new(channel)
+    // The analyst CLI's connection (`--connect https://... --ca-cert ca.pem`).
+    let cli = ConnectArgs {
+        connect: format!("https://localhost:{port}"),
+        token: None,
+        token_file: None,
+        ca_cert: Some(fixture("ca.pem")),
+    };
+    pb::collector_client::CollectorClient::new(cli.channel().await?)
         .get_metrics(pb::GetMetricsRequest::default())
         .await?;
 
