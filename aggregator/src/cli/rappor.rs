@@ -168,10 +168,10 @@ async fn run_decode_metric(metric: &str, args: &DecodeArgs) -> anyhow::Result<()
         println!("{metric}: no reports in the requested epochs, so nothing to decode");
         return Ok(());
     }
+    let guarantee = decoding.guarantee.unwrap_or_default();
     if args.format == Format::Table {
         let name = decoding.metric.as_ref().map_or(metric, |m| m.name.as_str());
         let version = decoding.metric.as_ref().map_or(0, |m| m.version);
-        let guarantee = decoding.guarantee.unwrap_or_default();
         println!(
             "{name} v{version}: {} reports in {} of {} cohorts, epsilon {:.4} per report, \
              eps_inf {:.4} for an unchanged value",
@@ -182,7 +182,11 @@ async fn run_decode_metric(metric: &str, args: &DecodeArgs) -> anyhow::Result<()
             guarantee.epsilon_lifetime
         );
     }
-    print_decoded(&decoded, args.format)
+    let privacy = Privacy {
+        epsilon_per_report: guarantee.epsilon_per_report,
+        epsilon_lifetime: guarantee.epsilon_lifetime,
+    };
+    print_decoded(&decoded, privacy, args.format)
 }
 
 /// Reference-format files, decoded in this process.
@@ -212,21 +216,61 @@ fn run_decode_files(args: DecodeArgs) -> anyhow::Result<()> {
         None => decode(&counts, &candidates, &options)?,
     };
     let elapsed = started.elapsed();
-    print_decoded(&decoded, args.format)?;
+    let privacy = Privacy {
+        epsilon_per_report: params.epsilon_one(),
+        epsilon_lifetime: params.epsilon_inf(),
+    };
+    if args.format == Format::Table {
+        println!(
+            "{} reports in {} cohorts (k {}, h {}, f {}, p {}, q {}): eps_1 {:.4} per report, \
+             eps_inf {:.4} for an unchanged value",
+            counts.total_reports(),
+            params.num_cohorts(),
+            params.num_bits(),
+            params.num_hashes(),
+            params.f(),
+            params.p(),
+            params.q(),
+            privacy.epsilon_per_report,
+            privacy.epsilon_lifetime
+        );
+    }
+    print_decoded(&decoded, privacy, args.format)?;
     tracing::info!(seconds = elapsed.as_secs_f64(), "decoded");
     Ok(())
 }
 
-fn print_decoded(decoded: &Decoded, format: Format) -> anyhow::Result<()> {
+/// The local privacy behind a decoding: eps_1 of one report and eps_inf of an
+/// unchanged value's memoized reports.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+struct Privacy {
+    epsilon_per_report: f64,
+    epsilon_lifetime: f64,
+}
+
+/// A decoding with the epsilon that backs it (the JSON output).
+#[derive(serde::Serialize)]
+struct WithPrivacy<'a> {
+    #[serde(flatten)]
+    privacy: Privacy,
+    #[serde(flatten)]
+    decoded: &'a Decoded,
+}
+
+fn print_decoded(decoded: &Decoded, privacy: Privacy, format: Format) -> anyhow::Result<()> {
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(decoded)?),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&WithPrivacy { privacy, decoded })?
+        ),
         Format::Csv => {
             println!(
-                "string,estimate,std_error,proportion,prop_std_error,prop_low_95,prop_high_95,z"
+                "string,estimate,std_error,proportion,prop_std_error,prop_low_95,prop_high_95,z,\
+                 epsilon_per_report,epsilon_lifetime"
             );
             for d in &decoded.detections {
                 println!(
-                    "{},{:.0},{:.0},{},{},{},{},{:.3}",
+                    "{},{:.0},{:.0},{},{},{},{},{:.3},{},{}",
                     csv_field(&d.string),
                     d.estimate,
                     d.std_error,
@@ -234,7 +278,9 @@ fn print_decoded(decoded: &Decoded, format: Format) -> anyhow::Result<()> {
                     d.prop_std_error,
                     d.prop_low_95,
                     d.prop_high_95,
-                    d.z
+                    d.z,
+                    privacy.epsilon_per_report,
+                    privacy.epsilon_lifetime
                 );
             }
         }
