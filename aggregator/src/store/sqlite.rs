@@ -9,7 +9,6 @@
 //! The schema is versioned with the migrations in `aggregator/migrations/sqlite`,
 //! embedded in the binary and applied at open.
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
@@ -23,12 +22,17 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 mod ledger;
 
-use super::{BatchDelta, Delta, StatsKey, Store, StoreError, StoreFuture, from_i64, to_i64};
+use super::rows::{
+    self, CommitPlan, EpochFilter, MetricPlan, StatRows, StatsReader, parse_spec,
+    rows_per_statement,
+};
+use super::{BatchDelta, Store, StoreError, StoreFuture, from_i64, to_i64};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// Rows per multi-row statement (SQLite allows 32766 bound parameters).
-const ROWS_PER_STATEMENT: usize = 1000;
+/// Most bound parameters in one statement (SQLite allows 32766; fewer keeps
+/// statements small).
+const MAX_BINDS: usize = 6000;
 
 /// A [`Store`] on one SQLite file.
 #[derive(Debug, Clone)]
@@ -61,44 +65,29 @@ impl SqliteStore {
 
     async fn create_metric_impl(
         &self,
-        mut spec: MetricSpec,
+        spec: MetricSpec,
         now: i64,
     ) -> Result<(MetricSpec, bool), StoreError> {
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
-        let latest = sqlx::query(
+        let latest: Option<(i64, i64, String)> = sqlx::query_as(
             "SELECT metric_id, version, spec FROM metrics WHERE name = ? ORDER BY version DESC LIMIT 1",
         )
         .bind(&spec.name)
         .fetch_optional(&mut *tx)
         .await?;
-        let (metric_id, version) = match latest {
-            Some(row) => {
-                let existing = parse_spec(row.try_get("spec")?)?;
-                if existing.same_parameters(&spec) {
-                    return Ok((existing, false));
-                }
-                let id: i64 = row.try_get("metric_id")?;
-                let version: i64 = row.try_get("version")?;
-                (id, version + 1)
-            }
-            None => {
-                let next: i64 =
-                    sqlx::query_scalar("SELECT COALESCE(MAX(metric_id), 0) + 1 FROM metrics")
-                        .fetch_one(&mut *tx)
-                        .await?;
-                (next, 1)
-            }
+        let next_id: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(metric_id), 0) + 1 FROM metrics")
+                .fetch_one(&mut *tx)
+                .await?;
+        let (spec, json) = match MetricPlan::new(spec, latest, next_id, now)? {
+            MetricPlan::Existing(existing) => return Ok((existing, false)),
+            MetricPlan::Insert { spec, json } => (spec, json),
         };
-        spec.metric_id = from_i64(metric_id, "metric_id")?;
-        spec.version = u32::try_from(version)
-            .map_err(|_| StoreError::OutOfRange(format!("version {version}")))?;
-        spec.created_at = now;
-        let json = serde_json::to_string(&spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO metrics (metric_id, version, name, spec, created_at) VALUES (?, ?, ?, ?, ?)",
         )
-        .bind(metric_id)
-        .bind(version)
+        .bind(i64::from(spec.metric_id))
+        .bind(i64::from(spec.version))
         .bind(&spec.name)
         .bind(json)
         .bind(now)
@@ -113,122 +102,38 @@ impl SqliteStore {
         batches: &[BatchDelta],
         now: i64,
     ) -> Result<Vec<bool>, StoreError> {
-        // The first occurrence of each id in the group is a candidate; later
-        // repeats are duplicates of it whatever the database says.
-        let mut first: HashMap<&[u8], usize> = HashMap::with_capacity(batches.len());
-        for (i, b) in batches.iter().enumerate() {
-            first.entry(b.batch_id.as_slice()).or_insert(i);
-        }
-        let mut candidates: Vec<usize> = first.values().copied().collect();
-        candidates.sort_unstable();
-
+        let plan = CommitPlan::new(batches);
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
         let mut fresh = vec![false; batches.len()];
-        for chunk in candidates.chunks(ROWS_PER_STATEMENT) {
-            let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO batches (batch_id, received_at, reports) ",
-            );
-            qb.push_values(chunk, |mut row, &i| {
-                row.push_bind(batches[i].batch_id.as_slice())
-                    .push_bind(now)
-                    .push_bind(i64::from(batches[i].reports));
-            });
-            qb.push(" ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id");
-            let stored: Vec<Vec<u8>> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
-            for id in stored {
-                let i = first.get(id.as_slice()).copied().ok_or_else(|| {
-                    StoreError::Corrupt("database returned an unknown batch id".into())
-                })?;
-                fresh[i] = true;
-            }
+        for chunk in plan.candidates.chunks(rows_per_statement(MAX_BINDS, 3)) {
+            let stored: Vec<Vec<u8>> = rows::insert_batches::<Sqlite>(batches, chunk, now)
+                .build_query_scalar()
+                .fetch_all(&mut *tx)
+                .await?;
+            plan.mark(&stored, &mut fresh)?;
         }
-
-        let mut merged: BTreeMap<StatsKey, Pooled> = BTreeMap::new();
-        for (b, _) in batches.iter().zip(&fresh).filter(|(_, f)| **f) {
-            for (key, delta) in &b.deltas {
-                merged.entry(*key).or_default().add(delta)?;
-            }
+        let stats = StatRows::merge(batches, &fresh)?;
+        for chunk in stats.totals.chunks(rows_per_statement(MAX_BINDS, 6)) {
+            rows::upsert_totals::<Sqlite>(chunk)
+                .build()
+                .execute(&mut *tx)
+                .await?;
         }
-        self.upsert_stats(&mut tx, &merged).await?;
-
-        let raw: Vec<(&[u8], &[u8])> = batches
-            .iter()
-            .zip(&fresh)
-            .filter(|(_, f)| **f)
-            .filter_map(|(b, _)| b.raw.as_deref().map(|r| (b.batch_id.as_slice(), r)))
-            .collect();
-        for chunk in raw.chunks(ROWS_PER_STATEMENT) {
-            let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO raw_batches (batch_id, received_at, reports) ",
-            );
-            qb.push_values(chunk, |mut row, (id, reports)| {
-                row.push_bind(*id).push_bind(now).push_bind(*reports);
-            });
-            qb.build().execute(&mut *tx).await?;
+        for chunk in stats.cells.chunks(rows_per_statement(MAX_BINDS, 5)) {
+            rows::upsert_cells::<Sqlite>(chunk)
+                .build()
+                .execute(&mut *tx)
+                .await?;
+        }
+        let raw = rows::raw_rows(batches, &fresh);
+        for chunk in raw.chunks(rows_per_statement(MAX_BINDS, 3)) {
+            rows::insert_raw::<Sqlite>(chunk, now)
+                .build()
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(fresh)
-    }
-
-    async fn upsert_stats(
-        &self,
-        tx: &mut sqlx::Transaction<'static, Sqlite>,
-        merged: &BTreeMap<StatsKey, Pooled>,
-    ) -> Result<(), StoreError> {
-        let mut totals = Vec::with_capacity(merged.len());
-        let mut cells = Vec::new();
-        for (key, stats) in merged {
-            let k = (
-                i64::from(key.metric_id),
-                i64::from(key.version),
-                to_i64(key.epoch, "epoch")?,
-            );
-            totals.push((
-                k,
-                to_i64(stats.reports, "reports")?,
-                stats.sum,
-                stats.sum_sq,
-            ));
-            for (&cell, &n) in &stats.cells {
-                cells.push((k, i64::from(cell), to_i64(n, "count")?));
-            }
-        }
-        for chunk in totals.chunks(ROWS_PER_STATEMENT) {
-            let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO totals AS t (metric_id, version, epoch, reports, sum, sum_sq) ",
-            );
-            qb.push_values(chunk, |mut row, ((m, v, e), n, s, s2)| {
-                row.push_bind(*m)
-                    .push_bind(*v)
-                    .push_bind(*e)
-                    .push_bind(*n)
-                    .push_bind(*s)
-                    .push_bind(*s2);
-            });
-            qb.push(
-                " ON CONFLICT (metric_id, version, epoch) DO UPDATE SET \
-                 reports = t.reports + excluded.reports, \
-                 sum = t.sum + excluded.sum, sum_sq = t.sum_sq + excluded.sum_sq",
-            );
-            qb.build().execute(&mut **tx).await?;
-        }
-        for chunk in cells.chunks(ROWS_PER_STATEMENT) {
-            let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO cell_counts AS t (metric_id, version, epoch, cell, n) ",
-            );
-            qb.push_values(chunk, |mut row, ((m, v, e), cell, n)| {
-                row.push_bind(*m)
-                    .push_bind(*v)
-                    .push_bind(*e)
-                    .push_bind(*cell)
-                    .push_bind(*n);
-            });
-            qb.push(
-                " ON CONFLICT (metric_id, version, epoch, cell) DO UPDATE SET n = t.n + excluded.n",
-            );
-            qb.build().execute(&mut **tx).await?;
-        }
-        Ok(())
     }
 
     async fn load_stats_impl(
@@ -239,23 +144,14 @@ impl SqliteStore {
         cells: usize,
     ) -> Result<(Stats, Vec<u64>), StoreError> {
         // The epoch list is bound as one JSON array, however long: an `IN (?, ?, ...)`
-        // list would hit SQLite's limit of 32766 bound parameters. Epochs above
-        // i64::MAX cannot be stored, so they match nothing.
-        let mut stats = Stats::new(cells);
-        let epoch_list = match epochs {
-            Some(epochs) => {
-                let mut list: Vec<i64> = epochs
-                    .iter()
-                    .filter_map(|&e| i64::try_from(e).ok())
-                    .collect();
-                if list.is_empty() {
-                    return Ok((stats, Vec::new()));
-                }
-                list.sort_unstable();
-                list.dedup();
+        // list would hit SQLite's limit of bound parameters.
+        let mut reader = StatsReader::new(cells);
+        let epoch_list = match EpochFilter::new(epochs) {
+            EpochFilter::All => None,
+            EpochFilter::Nothing => return Ok(reader.finish()),
+            EpochFilter::Only(list) => {
                 Some(serde_json::to_string(&list).map_err(|e| StoreError::Corrupt(e.to_string()))?)
             }
-            None => None,
         };
         let epoch_filter = |qb: &mut QueryBuilder<Sqlite>| {
             qb.push(" WHERE metric_id = ")
@@ -274,59 +170,22 @@ impl SqliteStore {
         let mut qb = QueryBuilder::<Sqlite>::new("SELECT epoch, reports, sum, sum_sq FROM totals");
         epoch_filter(&mut qb);
         qb.push(" ORDER BY epoch");
-        let mut present = Vec::new();
-        for row in qb.build().fetch_all(&mut *tx).await? {
-            present.push(from_i64(row.try_get("epoch")?, "epoch")?);
-            stats.reports += from_i64::<u64>(row.try_get("reports")?, "reports")?;
-            stats.sum += row.try_get::<f64, _>("sum")?;
-            stats.sum_sq += row.try_get::<f64, _>("sum_sq")?;
+        let totals: Vec<(i64, i64, f64, f64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+        for (epoch, reports, sum, sum_sq) in totals {
+            reader.add_total(epoch, reports, sum, sum_sq)?;
         }
         let mut qb = QueryBuilder::<Sqlite>::new(
             "SELECT cell, CAST(SUM(n) AS BIGINT) AS n FROM cell_counts",
         );
         epoch_filter(&mut qb);
         qb.push(" GROUP BY cell");
-        for row in qb.build().fetch_all(&mut *tx).await? {
-            let cell: usize = from_i64(row.try_get("cell")?, "cell")?;
-            let n: u64 = from_i64(row.try_get("n")?, "count")?;
-            let slot = stats.counts.get_mut(cell).ok_or_else(|| {
-                StoreError::Corrupt(format!("cell {cell} of a metric with {cells} cells"))
-            })?;
-            *slot = n;
+        let counts: Vec<(i64, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+        for (cell, n) in counts {
+            reader.set_cell(cell, n)?;
         }
         tx.commit().await?;
-        Ok((stats, present))
+        Ok(reader.finish())
     }
-}
-
-/// The deltas of one key in a commit group, pooled.
-#[derive(Debug, Default)]
-struct Pooled {
-    reports: u64,
-    sum: f64,
-    sum_sq: f64,
-    cells: BTreeMap<u32, u64>,
-}
-
-impl Pooled {
-    fn add(&mut self, delta: &Delta) -> Result<(), StoreError> {
-        let overflow = || StoreError::OutOfRange("counter overflow in one commit".into());
-        self.reports = self
-            .reports
-            .checked_add(delta.reports)
-            .ok_or_else(overflow)?;
-        self.sum += delta.sum;
-        self.sum_sq += delta.sum_sq;
-        for &(cell, n) in &delta.cells {
-            let slot = self.cells.entry(cell).or_insert(0);
-            *slot = slot.checked_add(n).ok_or_else(overflow)?;
-        }
-        Ok(())
-    }
-}
-
-fn parse_spec(json: String) -> Result<MetricSpec, StoreError> {
-    serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("metric spec: {e}")))
 }
 
 impl Store for SqliteStore {
@@ -336,7 +195,7 @@ impl Store for SqliteStore {
                 sqlx::query_scalar("SELECT spec FROM metrics ORDER BY metric_id, version")
                     .fetch_all(&self.read)
                     .await?;
-            rows.into_iter().map(parse_spec).collect()
+            rows.iter().map(|json| parse_spec(json)).collect()
         })
     }
 
@@ -418,6 +277,7 @@ mod tests {
     use ldp_sdk::mechanism::MechanismSpec;
 
     use super::*;
+    use crate::store::{Delta, StatsKey};
 
     fn delta(id: &[u8], epoch: u64, counts: Vec<u64>) -> BatchDelta {
         let reports = counts.iter().sum::<u64>();

@@ -5,39 +5,33 @@
 //! the write see the same state. Central releases are rare (a handful per data
 //! set), so loading them all per write is cheap.
 
-use std::collections::BTreeMap;
-
 use ldp_sdk::budget::BudgetPolicy;
-use sqlx::{Row, SqliteConnection};
+use sqlx::SqliteConnection;
 
 use super::SqliteStore;
 use crate::accountant::ledger::{Budget, PrivacyLedger, Release};
 use crate::store::ledger::{LedgerOutcome, LedgerStore};
-use crate::store::{StoreError, StoreFuture, from_i64, to_i64};
+use crate::store::rows::{LedgerReader, ReleasePlan, device_policy};
+use crate::store::{StoreError, StoreFuture, to_i64};
 
 /// Reads every budget and release.
 async fn load(conn: &mut SqliteConnection) -> Result<PrivacyLedger, StoreError> {
-    let mut budgets = BTreeMap::new();
-    for row in sqlx::query("SELECT dataset, epsilon, delta FROM dataset_budgets")
-        .fetch_all(&mut *conn)
-        .await?
-    {
-        let (epsilon, delta) = (row.try_get("epsilon")?, row.try_get("delta")?);
-        let budget = Budget::new(epsilon, delta)
-            .map_err(|e| StoreError::Corrupt(format!("dataset budget: {e}")))?;
-        budgets.insert(row.try_get("dataset")?, budget);
+    let mut reader = LedgerReader::default();
+    let budgets: Vec<(String, f64, f64)> =
+        sqlx::query_as("SELECT dataset, epsilon, delta FROM dataset_budgets")
+            .fetch_all(&mut *conn)
+            .await?;
+    for (dataset, epsilon, delta) in budgets {
+        reader.budget(dataset, epsilon, delta)?;
     }
-    let rows: Vec<String> = sqlx::query_scalar("SELECT release FROM central_releases ORDER BY seq")
-        .fetch_all(&mut *conn)
-        .await?;
-    let releases = rows
-        .iter()
-        .map(|json| {
-            serde_json::from_str::<Release>(json)
-                .map_err(|e| StoreError::Corrupt(format!("central release: {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(PrivacyLedger::restore(budgets, releases))
+    let releases: Vec<String> =
+        sqlx::query_scalar("SELECT release FROM central_releases ORDER BY seq")
+            .fetch_all(&mut *conn)
+            .await?;
+    for json in &releases {
+        reader.release(json)?;
+    }
+    Ok(reader.finish())
 }
 
 impl SqliteStore {
@@ -72,28 +66,22 @@ impl SqliteStore {
         release: &Release,
         now: i64,
     ) -> Result<LedgerOutcome, StoreError> {
-        let json =
-            serde_json::to_string(release).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
-        let mut ledger = load(&mut tx).await?;
-        let known = ledger.all_releases().iter().any(|r| r.id == release.id);
-        let spent = match ledger.record(release.clone()) {
-            Ok(spent) => spent,
-            Err(refused) => return Ok(Err(refused)),
+        let (json, spent) = match ReleasePlan::new(load(&mut tx).await?, release)? {
+            ReleasePlan::Answer(outcome) => return Ok(outcome),
+            ReleasePlan::Insert { json, spent } => (json, spent),
         };
-        if !known {
-            sqlx::query(
-                "INSERT INTO central_releases (release_id, dataset, release, recorded_at) \
-                 VALUES (?, ?, ?, ?)",
-            )
-            .bind(&release.id)
-            .bind(&release.dataset)
-            .bind(json)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-        }
+        sqlx::query(
+            "INSERT INTO central_releases (release_id, dataset, release, recorded_at) \
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(&release.id)
+        .bind(&release.dataset)
+        .bind(json)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(Ok(spent))
     }
 }
@@ -154,21 +142,15 @@ impl LedgerStore for SqliteStore {
 
     fn device_budgets(&self) -> StoreFuture<'_, Vec<(String, BudgetPolicy)>> {
         Box::pin(async move {
-            let rows = sqlx::query(
+            let rows: Vec<(String, f64, i64, f64)> = sqlx::query_as(
                 "SELECT metric, window_epsilon, window_seconds, lifetime_epsilon \
                  FROM device_budgets ORDER BY metric",
             )
             .fetch_all(&self.read)
             .await?;
             rows.into_iter()
-                .map(|row| {
-                    let policy = BudgetPolicy::new(
-                        row.try_get("window_epsilon")?,
-                        from_i64(row.try_get("window_seconds")?, "window_seconds")?,
-                        row.try_get("lifetime_epsilon")?,
-                    )
-                    .map_err(|e| StoreError::Corrupt(format!("device budget: {e}")))?;
-                    Ok((row.try_get("metric")?, policy))
+                .map(|(metric, window, seconds, lifetime)| {
+                    Ok((metric, device_policy(window, seconds, lifetime)?))
                 })
                 .collect()
         })
