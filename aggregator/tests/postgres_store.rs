@@ -148,7 +148,7 @@ async fn backends() -> Vec<Backend> {
         all.push(Backend {
             name: "postgres",
             store: Arc::new(PostgresStore::open(schema.options.clone()).await.unwrap()),
-            reopen: Database::Postgres(schema.options.clone()),
+            reopen: Database::Postgres(Box::new(schema.options.clone())),
             _sqlite_dir: None,
             _pg_schema: Some(schema),
         });
@@ -545,7 +545,7 @@ async fn server_over_grpc_on_postgres() {
         return;
     };
     let token = Token::generate();
-    let db = Database::Postgres(schema.options.clone());
+    let db = Database::Postgres(Box::new(schema.options.clone()));
     let start = || {
         Server::start(Config::new(
             "127.0.0.1:0".parse().unwrap(),

@@ -77,7 +77,7 @@ pub enum Database {
     /// A SQLite file, created on first open.
     Sqlite(PathBuf),
     /// A PostgreSQL database (which must exist; the tables are created on first open).
-    Postgres(sqlx::postgres::PgConnectOptions),
+    Postgres(Box<sqlx::postgres::PgConnectOptions>),
 }
 
 impl Database {
@@ -86,7 +86,7 @@ impl Database {
         Ok(match self {
             Self::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path).await?),
             Self::Postgres(options) => {
-                Arc::new(postgres::PostgresStore::open(options.clone()).await?)
+                Arc::new(postgres::PostgresStore::open((**options).clone()).await?)
             }
         })
     }
@@ -100,7 +100,7 @@ impl FromStr for Database {
         if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
             let options = sqlx::postgres::PgConnectOptions::from_str(s)
                 .map_err(|e| StoreError::Address(e.to_string()))?;
-            return Ok(Self::Postgres(options));
+            return Ok(Self::Postgres(Box::new(options)));
         }
         Ok(Self::Sqlite(PathBuf::from(s)))
     }
