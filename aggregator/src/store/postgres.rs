@@ -79,10 +79,15 @@ pub(crate) fn describe(options: &PgConnectOptions) -> String {
     )
 }
 
-/// The options every connection of the store uses.
+/// The options every connection of the store uses: durable commits, and no
+/// notices below warnings (migrations re-checking their table say "already
+/// exists, skipping" on every start).
 fn durable(options: PgConnectOptions) -> PgConnectOptions {
     options
-        .options([("synchronous_commit", "on")])
+        .options([
+            ("synchronous_commit", "on"),
+            ("client_min_messages", "warning"),
+        ])
         .application_name("ldp")
 }
 
