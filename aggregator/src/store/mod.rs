@@ -2,10 +2,11 @@
 //!
 //! The [`Store`] trait is all the server needs from a database; [`sqlite`] is the
 //! embedded implementation (the default) and [`postgres`] the PostgreSQL one.
-//! Both run the same portable statements (`INSERT ... ON CONFLICT ... DO UPDATE
-//! SET n = t.n + excluded.n`, built once in a shared module) and the same
-//! conversions and checks; only their transactions, locks, placeholders and
-//! migration folders differ. [`Database`] names which one to open:
+//! Both run the same statements (`INSERT ... ON CONFLICT ... DO UPDATE SET n =
+//! t.n + excluded.n` and the rest, written once, generic over the sqlx
+//! database) with the same conversions and checks; only how their
+//! transactions start and what they lock, the epoch filter of
+//! [`Store::load_stats`], and the migration folders differ. [`Database`] names which one to open:
 //!
 //! ```
 //! use ldp_aggregator::store::Database;
@@ -29,6 +30,7 @@
 //! All SQL of the aggregator lives under this module.
 
 pub mod ledger;
+mod portable;
 pub mod postgres;
 mod rows;
 pub mod sqlite;

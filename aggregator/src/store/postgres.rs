@@ -35,15 +35,13 @@ use ldp_sdk::estimate::Stats;
 use ldp_sdk::metric::MetricSpec;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, Postgres, QueryBuilder, Row};
+use sqlx::{ConnectOptions, Connection, Postgres, QueryBuilder};
 
 mod ledger;
 
-use super::rows::{
-    self, CommitPlan, EpochFilter, MetricPlan, StatRows, StatsReader, parse_spec,
-    rows_per_statement,
-};
-use super::{BatchDelta, Store, StoreError, StoreFuture, from_i64, to_i64};
+use super::portable;
+use super::rows::{EpochFilter, StatsReader};
+use super::{BatchDelta, Store, StoreError, StoreFuture};
 
 #[cfg(doc)]
 use super::ledger::LedgerStore;
@@ -112,34 +110,9 @@ impl PostgresStore {
         sqlx::query("LOCK TABLE metrics IN SHARE ROW EXCLUSIVE MODE")
             .execute(&mut *tx)
             .await?;
-        let latest: Option<(i64, i64, String)> = sqlx::query_as(
-            "SELECT metric_id, version, spec FROM metrics WHERE name = $1 \
-             ORDER BY version DESC LIMIT 1",
-        )
-        .bind(&spec.name)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let next_id: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(metric_id), 0) + 1 FROM metrics")
-                .fetch_one(&mut *tx)
-                .await?;
-        let (spec, json) = match MetricPlan::new(spec, latest, next_id, now)? {
-            MetricPlan::Existing(existing) => return Ok((existing, false)),
-            MetricPlan::Insert { spec, json } => (spec, json),
-        };
-        sqlx::query(
-            "INSERT INTO metrics (metric_id, version, name, spec, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(i64::from(spec.metric_id))
-        .bind(i64::from(spec.version))
-        .bind(&spec.name)
-        .bind(json)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        let created = portable::create_metric::<Postgres>(&mut tx, spec, now).await?;
         tx.commit().await?;
-        Ok((spec, true))
+        Ok(created)
     }
 
     async fn commit_batches_impl(
@@ -147,36 +120,8 @@ impl PostgresStore {
         batches: &[BatchDelta],
         now: i64,
     ) -> Result<Vec<bool>, StoreError> {
-        let plan = CommitPlan::new(batches);
         let mut tx = self.pool.begin().await?;
-        let mut fresh = vec![false; batches.len()];
-        for chunk in plan.candidates.chunks(rows_per_statement(MAX_BINDS, 3)) {
-            let stored: Vec<Vec<u8>> = rows::insert_batches::<Postgres>(batches, chunk, now)
-                .build_query_scalar()
-                .fetch_all(&mut *tx)
-                .await?;
-            plan.mark(&stored, &mut fresh)?;
-        }
-        let stats = StatRows::merge(batches, &fresh)?;
-        for chunk in stats.totals.chunks(rows_per_statement(MAX_BINDS, 6)) {
-            rows::upsert_totals::<Postgres>(chunk)
-                .build()
-                .execute(&mut *tx)
-                .await?;
-        }
-        for chunk in stats.cells.chunks(rows_per_statement(MAX_BINDS, 5)) {
-            rows::upsert_cells::<Postgres>(chunk)
-                .build()
-                .execute(&mut *tx)
-                .await?;
-        }
-        let raw = rows::raw_rows(batches, &fresh);
-        for chunk in raw.chunks(rows_per_statement(MAX_BINDS, 3)) {
-            rows::insert_raw::<Postgres>(chunk, now)
-                .build()
-                .execute(&mut *tx)
-                .await?;
-        }
+        let fresh = portable::commit_batches::<Postgres>(&mut tx, batches, now, MAX_BINDS).await?;
         tx.commit().await?;
         Ok(fresh)
     }
@@ -235,11 +180,7 @@ impl PostgresStore {
 impl Store for PostgresStore {
     fn load_metrics(&self) -> StoreFuture<'_, Vec<MetricSpec>> {
         Box::pin(async move {
-            let rows: Vec<String> =
-                sqlx::query_scalar("SELECT spec FROM metrics ORDER BY metric_id, version")
-                    .fetch_all(&self.pool)
-                    .await?;
-            rows.iter().map(|json| parse_spec(json)).collect()
+            portable::load_metrics::<Postgres>(&mut *self.pool.acquire().await?).await
         })
     }
 
@@ -267,42 +208,20 @@ impl Store for PostgresStore {
 
     fn close_epoch(&self, metric_id: u32, epoch: u64, now: i64) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            sqlx::query(
-                "INSERT INTO closed_epochs (metric_id, epoch, closed_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (metric_id, epoch) DO NOTHING",
-            )
-            .bind(i64::from(metric_id))
-            .bind(to_i64(epoch, "epoch")?)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-            Ok(())
+            let mut conn = self.pool.acquire().await?;
+            portable::close_epoch::<Postgres>(&mut conn, metric_id, epoch, now).await
         })
     }
 
     fn closed_epochs(&self) -> StoreFuture<'_, Vec<(u32, u64)>> {
         Box::pin(async move {
-            let rows = sqlx::query("SELECT metric_id, epoch FROM closed_epochs")
-                .fetch_all(&self.pool)
-                .await?;
-            rows.into_iter()
-                .map(|row| {
-                    Ok((
-                        from_i64(row.try_get("metric_id")?, "metric_id")?,
-                        from_i64(row.try_get("epoch")?, "epoch")?,
-                    ))
-                })
-                .collect()
+            portable::closed_epochs::<Postgres>(&mut *self.pool.acquire().await?).await
         })
     }
 
     fn purge_raw(&self, before: i64) -> StoreFuture<'_, u64> {
         Box::pin(async move {
-            let done = sqlx::query("DELETE FROM raw_batches WHERE received_at < $1")
-                .bind(before)
-                .execute(&self.pool)
-                .await?;
-            Ok(done.rows_affected())
+            portable::purge_raw::<Postgres>(&mut *self.pool.acquire().await?, before).await
         })
     }
 

@@ -1,12 +1,11 @@
-//! What the SQL stores share: turning a commit group into rows, the portable
-//! multi-row statements that write them, and the checks on what is read back.
+//! What the SQL stores share besides whole statements: turning a commit group
+//! into rows, the multi-row statements that write them, and the checks on what
+//! is read back (see also [`super::portable`], which runs them).
 //!
-//! Both [`SqliteStore`](super::sqlite::SqliteStore) and
-//! [`PostgresStore`](super::postgres::PostgresStore) commit batches, pool
-//! statistics and validate stored values with this code; each store only runs
-//! the statements in its own transaction (and writes the SQL that differs, such
-//! as placeholders and epoch filters). So the guarantees of [`Store`](super::Store)
-//! (a batch id counted once, counters as per-key upserts) are kept in one place.
+//! Keeping this in one place keeps the guarantees of [`Store`](super::Store)
+//! (a batch id counted once, also when repeated in one group; counters as
+//! per-key upserts; corrupt rows refused, never a panic) identical on both
+//! backends.
 //!
 //! The statement builders are generic over the sqlx [`Database`]: the SQL is
 //! identical on SQLite and PostgreSQL (`INSERT ... ON CONFLICT ... DO UPDATE SET
