@@ -10,7 +10,7 @@
 //!   [`ldp_sdk::metric::MetricSpec`]s, reports are validated, counted and
 //!   estimated by [`ldp_sdk::mechanism::Mechanism`]; protobuf conversions live
 //!   only in [`ldp_sdk::wire`];
-//! - storage sits behind the [`store::Store`] trait (SQLite now, portable SQL);
+//! - storage sits behind the [`store::Store`] trait (SQLite or PostgreSQL, portable SQL);
 //! - one writer task group-commits batches and acknowledges after the commit;
 //! - errors become gRPC statuses in one place ([`error`]).
 

@@ -11,9 +11,10 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), ldp_aggregator::server::ServerError> {
+//! use std::path::PathBuf;
 //! use ldp_aggregator::{server::{Config, Server}, service::auth::Token};
 //! let token = Token::new("secret").unwrap();
-//! let running = Server::start(Config::new("127.0.0.1:0".parse().unwrap(), "ldp.db".into(), &token)).await?;
+//! let running = Server::start(Config::new("127.0.0.1:0".parse().unwrap(), PathBuf::from("ldp.db"), &token)).await?;
 //! println!("listening on {}", running.local_addr());
 //! running.shutdown().await?;
 //! # Ok(()) }
@@ -36,8 +37,7 @@ use crate::registry::{ClosedEpochs, Registry};
 use crate::service::auth::{BearerAuth, Token, TokenHash};
 use crate::service::observe::Observed;
 use crate::service::{State, admin, analytics, collector};
-use crate::store::sqlite::SqliteStore;
-use crate::store::{Store, StoreError};
+use crate::store::{Database, Store, StoreError};
 use crate::telemetry::Telemetry;
 
 /// Default limit on one gRPC message, both directions: 16 MiB.
@@ -48,8 +48,8 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 pub struct Config {
     /// Address to listen on (port 0 = ephemeral).
     pub listen: SocketAddr,
-    /// SQLite database file (created if missing).
-    pub db: PathBuf,
+    /// The database: a SQLite file (created if missing) or a PostgreSQL URL.
+    pub db: Database,
     /// Digest of the bearer token for Analytics and Admin.
     pub token_hash: TokenHash,
     /// Ingest limits.
@@ -74,10 +74,10 @@ pub struct TlsFiles {
 
 impl Config {
     /// Defaults: 10,000 reports per batch, 16 MiB messages, no raw retention, no TLS.
-    pub fn new(listen: SocketAddr, db: PathBuf, token: &Token) -> Self {
+    pub fn new(listen: SocketAddr, db: impl Into<Database>, token: &Token) -> Self {
         Self {
             listen,
-            db,
+            db: db.into(),
             token_hash: TokenHash::of(token),
             ingest: IngestConfig::default(),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
@@ -147,7 +147,7 @@ impl RunningServer {
 impl Server {
     /// Opens the store and starts serving; see the module docs.
     pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.db).await?);
+        let store: Arc<dyn Store> = config.db.open().await?;
         let registry = Arc::new(Registry::default());
         for spec in store.load_metrics().await? {
             registry
@@ -203,7 +203,7 @@ impl Server {
             tracing::info!("database closed");
             served.map_err(ServerError::from)
         });
-        tracing::info!(%addr, db = %config.db.display(), tls = config.tls.is_some(), "serving");
+        tracing::info!(%addr, db = %config.db, tls = config.tls.is_some(), "serving");
         Ok(RunningServer {
             addr,
             stop: Some(stop),

@@ -1,4 +1,4 @@
-//! `ldp privacy-report --db PATH --out DIR`: the auditor's privacy report
+//! `ldp privacy-report --db PATH|URL --out DIR`: the auditor's privacy report
 //! (`privacy-report.json` and `privacy-report.html` in `DIR`), built by
 //! [`PrivacyReport::build`] from the server's database: every stored metric
 //! version with its mechanism, parameters, epsilon per report, eps_inf and the
@@ -6,11 +6,12 @@
 //! accountant, parameters and (epsilon, delta), per data set with its budget
 //! and spend.
 //!
-//! It reads the SQLite file directly rather than asking a running server, so
-//! an auditor needs no token and sees exactly what is stored, not what a
-//! server's configuration claims. The file may belong to a running server (WAL
-//! mode lets it read a consistent snapshot); opening applies pending schema
-//! migrations, as `ldp serve` would.
+//! It reads the database directly (a SQLite file, or a `postgres://` URL as
+//! `ldp serve --db` takes) rather than asking a running server, so an auditor
+//! needs no token and sees exactly what is stored, not what a server's
+//! configuration claims. The database may belong to a running server (SQLite's
+//! WAL mode and PostgreSQL's snapshots give a consistent read); opening applies
+//! pending schema migrations, as `ldp serve` would.
 
 use std::path::{Path, PathBuf};
 
@@ -18,16 +19,14 @@ use anyhow::Context;
 
 use crate::accountant::report::PrivacyReport;
 use crate::ingest::unix_now;
-use crate::store::Store;
-use crate::store::ledger::LedgerStore;
-use crate::store::sqlite::SqliteStore;
+use crate::store::Database;
 
 /// Options of `ldp privacy-report`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// The server's SQLite database file.
+    /// The server's database: its SQLite file or its `postgres://` URL.
     #[arg(long)]
-    pub db: PathBuf,
+    pub db: Database,
     /// Directory to write `privacy-report.json` and `privacy-report.html` to.
     #[arg(long)]
     pub out: PathBuf,
@@ -47,12 +46,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds the report from the database at `db` (which must exist).
-pub async fn from_db(db: &Path) -> anyhow::Result<PrivacyReport> {
-    anyhow::ensure!(db.is_file(), "no database file at {}", db.display());
-    let store = SqliteStore::open(db)
-        .await
-        .with_context(|| format!("opening {}", db.display()))?;
+/// Builds the report from the database `db` (which must exist).
+pub async fn from_db(db: &Database) -> anyhow::Result<PrivacyReport> {
+    if let Database::Sqlite(path) = db {
+        anyhow::ensure!(path.is_file(), "no database file at {}", path.display());
+    }
+    let store = db.open().await.with_context(|| format!("opening {db}"))?;
     let specs = store.load_metrics().await?;
     let device = store.device_budgets().await?;
     let ledger = store.load_ledger().await?;

@@ -1,16 +1,29 @@
 //! `ldp serve`: run the aggregator until SIGINT or SIGTERM, then shut down
 //! gracefully (stop accepting, finish in-flight batches, close the database).
 //!
+//! `--db` names the database: a `postgres://` or `postgresql://` URL selects
+//! PostgreSQL (the database must exist; the tables are created in the first
+//! schema of its `search_path`), anything else is a SQLite file (default
+//! `ldp.db`, created on first start).
+//!
 //! The bearer token for Analytics and Admin comes from `--token-file`, else the
-//! `LDP_TOKEN` environment variable, else the file `<db>.token` next to the
-//! database; when none exists a random token is generated and written there
-//! (mode 0600), and its path is printed. Only its SHA-256 stays in memory.
+//! `LDP_TOKEN` environment variable, else (SQLite only) the file `<db>.token`
+//! next to the database; when none exists a random token is generated and
+//! written there (mode 0600), and its path is printed. A PostgreSQL URL has no
+//! "next to", so with PostgreSQL `--token-file` or `LDP_TOKEN` is required.
+//! Only the token's SHA-256 stays in memory.
 //!
 //! Once listening, the command prints `listening on ADDR` on standard output
 //! (useful with `--listen 127.0.0.1:0`).
 //!
-//! One server per database: the command holds an exclusive lock on `<db>.lock`
-//! while it runs, and a second `ldp serve` on the same database refuses to start.
+//! One server per database: the server keeps metrics, device budgets and
+//! closed epochs in memory, so two servers on one database would each miss what
+//! the other changed (one would accept reports for an epoch the other closed).
+//! On SQLite the command holds an exclusive lock on `<db>.lock`; on PostgreSQL
+//! it holds a session-level advisory lock (`pg_try_advisory_lock`, keyed by the
+//! schema) on a connection of its own. Either is held until the process ends,
+//! and a second `ldp serve` on the same database refuses to start. Readers
+//! such as `ldp privacy-report` take no lock.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -22,6 +35,8 @@ use anyhow::Context;
 use crate::ingest::IngestConfig;
 use crate::server::{Config, DEFAULT_MAX_MESSAGE_BYTES, Server, TlsFiles};
 use crate::service::auth::Token;
+use crate::store::Database;
+use crate::store::postgres::ServerLock;
 
 /// Options of `ldp serve`.
 #[derive(Debug, clap::Args)]
@@ -29,10 +44,11 @@ pub struct Args {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
-    /// SQLite database file, created on first start.
+    /// SQLite database file (created on first start), or a `postgres://` URL.
     #[arg(long, default_value = "ldp.db")]
-    pub db: PathBuf,
-    /// File holding the bearer token (default: `LDP_TOKEN`, else `<db>.token`).
+    pub db: Database,
+    /// File holding the bearer token (default: `LDP_TOKEN`, else `<db>.token`
+    /// for SQLite; PostgreSQL needs this or `LDP_TOKEN`).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
     /// Most reports accepted in one Submit batch (at least 1).
@@ -57,8 +73,9 @@ pub struct Args {
 
 /// Runs the server until a signal.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let _lock = lock_database(&args.db)?;
-    let token = resolve_token(args.token_file.as_deref(), &args.db)?;
+    let lock = lock_database(&args.db).await?;
+    let env_token = std::env::var("LDP_TOKEN").ok();
+    let token = resolve_token(args.token_file.as_deref(), env_token, &args.db)?;
     let mut config = Config::new(args.listen, args.db.clone(), &token);
     drop(token);
     config.ingest.max_batch_reports = args.max_batch_reports;
@@ -79,8 +96,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let running = Server::start(config).await.with_context(|| {
         format!(
             "starting the server on {} with database {}",
-            args.listen,
-            args.db.display()
+            args.listen, args.db
         )
     })?;
     let mut out = std::io::stdout().lock();
@@ -90,7 +106,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     shutdown_signal().await?;
     tracing::info!("signal received, shutting down");
     running.shutdown().await?;
-    Ok(())
+    lock.release().await
 }
 
 /// Parses an integer option that must be at least `MIN` (0 would refuse every
@@ -104,12 +120,45 @@ fn at_least<const MIN: usize>(s: &str) -> Result<usize, String> {
     }
 }
 
-/// Takes the exclusive lock `<db>.lock`, held until the process ends: two
-/// servers on one SQLite file would each keep their own metrics and closed
-/// epochs in memory, so one would accept reports for an epoch the other closed
-/// and miss metrics the other created. (Reading the file, as `ldp
-/// privacy-report` does, needs no lock.)
-fn lock_database(db: &Path) -> anyhow::Result<std::fs::File> {
+/// The one-server-per-database lock, held until released or the process ends.
+#[derive(Debug)]
+enum DatabaseLock {
+    /// An exclusive lock on `<db>.lock`.
+    File(std::fs::File),
+    /// A PostgreSQL advisory lock on its own connection.
+    Postgres(ServerLock),
+}
+
+impl DatabaseLock {
+    async fn release(self) -> anyhow::Result<()> {
+        match self {
+            Self::File(file) => drop(file),
+            Self::Postgres(lock) => lock.release().await?,
+        }
+        Ok(())
+    }
+}
+
+/// Takes the database's lock (see the module docs), or explains who holds it.
+async fn lock_database(db: &Database) -> anyhow::Result<DatabaseLock> {
+    match db {
+        Database::Sqlite(path) => lock_file(path).map(DatabaseLock::File),
+        Database::Postgres(options) => match ServerLock::try_acquire(options)
+            .await
+            .with_context(|| format!("connecting to {db} to take its server lock"))?
+        {
+            Some(lock) => Ok(DatabaseLock::Postgres(lock)),
+            None => anyhow::bail!(
+                "database {db} is already served by another ldp process (it holds the \
+                 PostgreSQL advisory lock of this schema)"
+            ),
+        },
+    }
+}
+
+/// Takes the exclusive lock `<db>.lock`, held until the process ends. (Reading
+/// the file, as `ldp privacy-report` does, needs no lock.)
+fn lock_file(db: &Path) -> anyhow::Result<std::fs::File> {
     let path = sibling(db, ".lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -137,15 +186,23 @@ fn sibling(db: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(path)
 }
 
-fn resolve_token(file: Option<&Path>, db: &Path) -> anyhow::Result<Token> {
+/// The token from `file`, else `env` (the value of `LDP_TOKEN`), else the
+/// SQLite database's `<db>.token` (generated when missing).
+fn resolve_token(file: Option<&Path>, env: Option<String>, db: &Database) -> anyhow::Result<Token> {
     if let Some(path) = file {
         let raw = std::fs::read_to_string(path)
             .with_context(|| format!("reading token file {}", path.display()))?;
         return Token::new(&raw).map_err(anyhow::Error::msg);
     }
-    if let Ok(raw) = std::env::var("LDP_TOKEN") {
+    if let Some(raw) = env {
         return Token::new(&raw).map_err(anyhow::Error::msg);
     }
+    let Database::Sqlite(db) = db else {
+        anyhow::bail!(
+            "a PostgreSQL database needs --token-file or LDP_TOKEN for the Analytics and \
+             Admin bearer token (there is no folder to keep <db>.token in)"
+        );
+    };
     let path = sibling(db, ".token");
     if path.exists() {
         let raw = std::fs::read_to_string(&path)
@@ -186,4 +243,54 @@ async fn shutdown_signal() -> anyhow::Result<()> {
     #[cfg(not(unix))]
     tokio::signal::ctrl_c().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_needs_an_explicit_token() {
+        let db: Database = "postgres://ldp@localhost/ldp".parse().unwrap();
+        let err = resolve_token(None, None, &db).unwrap_err().to_string();
+        assert!(err.contains("--token-file or LDP_TOKEN"), "{err}");
+        assert!(resolve_token(None, Some("from-env".into()), &db).is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t");
+        std::fs::write(&file, "from-file\n").unwrap();
+        assert!(resolve_token(Some(&file), None, &db).is_ok());
+    }
+
+    #[test]
+    fn sqlite_generates_its_token_next_to_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::Sqlite(dir.path().join("x.db"));
+        let generated = resolve_token(None, None, &db).unwrap();
+        assert!(dir.path().join("x.db.token").is_file());
+        let again = resolve_token(None, None, &db).unwrap();
+        assert_eq!(again.expose(), generated.expose());
+    }
+
+    #[test]
+    fn the_database_scheme_selects_the_backend() {
+        for url in [
+            "postgres://u@h/db",
+            "postgresql://u@h:5433/db",
+            "POSTGRES://u@h/db",
+        ] {
+            assert!(matches!(url.parse(), Ok(Database::Postgres(_))), "{url}");
+        }
+        for path in [
+            "ldp.db",
+            "/var/lib/ldp/postgres.db",
+            "postgres.db",
+            "./postgres://x",
+        ] {
+            assert!(matches!(path.parse(), Ok(Database::Sqlite(_))), "{path}");
+        }
+        assert!("postgres://u@h:notaport/db".parse::<Database>().is_err());
+        // The password never shows.
+        let db: Database = "postgres://u:hunter2@h/db".parse().unwrap();
+        assert!(!format!("{db} {db:?}").contains("hunter2"), "{db:?}");
+    }
 }

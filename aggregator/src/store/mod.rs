@@ -1,9 +1,20 @@
 //! Durable storage of metrics, batch ids and sufficient statistics.
 //!
 //! The [`Store`] trait is all the server needs from a database; [`sqlite`] is the
-//! embedded implementation (the default), and a PostgreSQL implementation can be
-//! added beside it with the same portable SQL (`INSERT ... ON CONFLICT ... DO
-//! UPDATE SET n = t.n + excluded.n`) and its own migration folder.
+//! embedded implementation (the default) and [`postgres`] the PostgreSQL one.
+//! Both run the same statements (`INSERT ... ON CONFLICT ... DO UPDATE SET n =
+//! t.n + excluded.n` and the rest, written once, generic over the sqlx
+//! database) with the same conversions and checks; only how their
+//! transactions start and what they lock, the epoch filter of
+//! [`Store::load_stats`], and the migration folders differ. [`Database`] names which one to open:
+//!
+//! ```
+//! use ldp_aggregator::store::Database;
+//! let pg: Database = "postgres://ldp@db.internal/ldp".parse().unwrap();
+//! assert!(matches!(pg, Database::Postgres(_)));
+//! let file: Database = "ldp.db".parse().unwrap();
+//! assert!(matches!(file, Database::Sqlite(_)));
+//! ```
 //!
 //! # Guarantees every implementation keeps
 //! - [`Store::commit_batches`] is one transaction: either every new batch of the
@@ -19,10 +30,16 @@
 //! All SQL of the aggregator lives under this module.
 
 pub mod ledger;
+mod portable;
+pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::Arc;
 
 use ldp_sdk::estimate::Stats;
 use ldp_sdk::metric::MetricSpec;
@@ -46,6 +63,73 @@ pub enum StoreError {
     /// A value does not fit the database's integer type.
     #[error("value out of range for storage: {0}")]
     OutOfRange(String),
+    /// A database address could not be parsed.
+    #[error("invalid database address: {0}")]
+    Address(String),
+}
+
+/// Which database a server or a report reads: a SQLite file, or a PostgreSQL
+/// database named by a `postgres://` or `postgresql://` URL.
+///
+/// Parsing never fails for a path; a URL with one of those schemes must be a
+/// valid PostgreSQL URL (`sslmode`, `options` and the other parameters sqlx
+/// understands are kept). `Display` and `Debug` never show a password.
+#[derive(Clone)]
+pub enum Database {
+    /// A SQLite file, created on first open.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (which must exist; the tables are created on first open).
+    Postgres(Box<sqlx::postgres::PgConnectOptions>),
+}
+
+impl Database {
+    /// Opens the store, applying pending migrations.
+    pub async fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
+        Ok(match self {
+            Self::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path).await?),
+            Self::Postgres(options) => {
+                Arc::new(postgres::PostgresStore::open((**options).clone()).await?)
+            }
+        })
+    }
+}
+
+impl FromStr for Database {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower = s.get(..13).unwrap_or(s).to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            let options = sqlx::postgres::PgConnectOptions::from_str(s)
+                .map_err(|e| StoreError::Address(e.to_string()))?;
+            return Ok(Self::Postgres(Box::new(options)));
+        }
+        Ok(Self::Sqlite(PathBuf::from(s)))
+    }
+}
+
+impl From<PathBuf> for Database {
+    fn from(path: PathBuf) -> Self {
+        Self::Sqlite(path)
+    }
+}
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "{}", path.display()),
+            Self::Postgres(options) => f.write_str(&postgres::describe(options)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            Self::Postgres(_) => f.debug_tuple("Postgres").field(&self.to_string()).finish(),
+        }
+    }
 }
 
 /// The statistics a group of reports belongs to.

@@ -180,7 +180,7 @@ async fn budget_refuses_overspend_survives_restart_and_feeds_the_report() -> any
     server.stop().await?;
 
     // The audit report, from the database file.
-    let report = privacy_report::from_db(&dir.path().join("ldp.db")).await?;
+    let report = privacy_report::from_db(&dir.path().join("ldp.db").into()).await?;
     let out = dir.path().join("report");
     let (json_path, html_path) = privacy_report::write(&report, &out)?;
     let names: Vec<&str> = report.metrics.iter().map(|m| m.name.as_str()).collect();

@@ -1,0 +1,272 @@
+//! The PostgreSQL [`Store`]: the same tables, statements and guarantees as
+//! [`SqliteStore`](super::sqlite::SqliteStore), on a database that must exist.
+//!
+//! Opening applies the migrations in `aggregator/migrations/postgres` (embedded
+//! in the binary) to the first schema of the connection's `search_path`, so
+//! one database can hold several aggregators in separate schemas
+//! (`postgres://host/db?options=-c%20search_path%3Dname`). Every connection
+//! runs with `synchronous_commit=on`: a commit that returned is in the
+//! server's write-ahead log on disk. TLS follows the URL's `sslmode` (rustls
+//! with the WebPKI roots; `sslrootcert` names another CA).
+//!
+//! # How the guarantees are kept
+//! - [`Store::commit_batches`] is one transaction; batch ids go through
+//!   `INSERT ... ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id`, so an id
+//!   stored by a concurrent transaction waits for it and then counts as a
+//!   duplicate. Multi-row statements stay under PostgreSQL's 65,535 bound
+//!   parameters.
+//! - Writes that decide from what they read (a metric's next version, a
+//!   release against its budget) first take `LOCK TABLE ... IN SHARE ROW
+//!   EXCLUSIVE MODE`, which conflicts with itself but not with readers: two
+//!   such writers run one after the other, and the second reads what the first
+//!   committed (each statement of a READ COMMITTED transaction sees the commits
+//!   before it started).
+//! - Reads that span two statements ([`Store::load_stats`],
+//!   [`LedgerStore::load_ledger`]) run in one `REPEATABLE READ` snapshot.
+//!
+//! # One server per schema
+//! The server caches metrics, device budgets and closed epochs in memory, so
+//! `ldp serve` takes [`ServerLock`]: a session-level advisory lock keyed by the
+//! schema, held on its own connection for the life of the process.
+
+use std::time::Duration;
+
+use ldp_sdk::estimate::Stats;
+use ldp_sdk::metric::MetricSpec;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, Postgres, QueryBuilder};
+
+mod ledger;
+
+use super::portable;
+use super::rows::{EpochFilter, StatsReader};
+use super::{BatchDelta, Store, StoreError, StoreFuture};
+
+#[cfg(doc)]
+use super::ledger::LedgerStore;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Most bound parameters in one statement (PostgreSQL's protocol limit).
+const MAX_BINDS: usize = 65_535;
+
+/// First key of the advisory lock [`ServerLock`] takes (`ldp` in ASCII); the
+/// second is a hash of the schema.
+const SERVER_LOCK_CLASS: i32 = 0x006c_6470;
+
+/// Connections in the pool: the writer task, concurrent Analytics reads and
+/// Admin writes.
+const POOL_SIZE: u32 = 8;
+
+/// A [`Store`] on one PostgreSQL schema.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+/// `postgres://user@host:port/database`: an address without its password, for
+/// logs and error messages.
+pub(crate) fn describe(options: &PgConnectOptions) -> String {
+    format!(
+        "postgres://{}@{}:{}/{}",
+        options.get_username(),
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or_default()
+    )
+}
+
+/// The options every connection of the store uses: durable commits, and no
+/// notices below warnings (migrations re-checking their table say "already
+/// exists, skipping" on every start).
+fn durable(options: PgConnectOptions) -> PgConnectOptions {
+    options
+        .options([
+            ("synchronous_commit", "on"),
+            ("client_min_messages", "warning"),
+        ])
+        .application_name("ldp")
+}
+
+impl PostgresStore {
+    /// Connects to the database of `options` and applies pending migrations.
+    pub async fn open(options: PgConnectOptions) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(durable(options))
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    async fn create_metric_impl(
+        &self,
+        spec: MetricSpec,
+        now: i64,
+    ) -> Result<(MetricSpec, bool), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("LOCK TABLE metrics IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+        let created = portable::create_metric::<Postgres>(&mut tx, spec, now).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn commit_batches_impl(
+        &self,
+        batches: &[BatchDelta],
+        now: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let fresh = portable::commit_batches::<Postgres>(&mut tx, batches, now, MAX_BINDS).await?;
+        tx.commit().await?;
+        Ok(fresh)
+    }
+
+    async fn load_stats_impl(
+        &self,
+        metric_id: u32,
+        version: u32,
+        epochs: Option<&[u64]>,
+        cells: usize,
+    ) -> Result<(Stats, Vec<u64>), StoreError> {
+        // The epoch list is bound as one array parameter, however long.
+        let mut reader = StatsReader::new(cells);
+        let epoch_list = match EpochFilter::new(epochs) {
+            EpochFilter::All => None,
+            EpochFilter::Nothing => return Ok(reader.finish()),
+            EpochFilter::Only(list) => Some(list),
+        };
+        let epoch_filter = |qb: &mut QueryBuilder<Postgres>| {
+            qb.push(" WHERE metric_id = ")
+                .push_bind(i64::from(metric_id))
+                .push(" AND version = ")
+                .push_bind(i64::from(version));
+            if let Some(list) = &epoch_list {
+                qb.push(" AND epoch = ANY(")
+                    .push_bind(list.clone())
+                    .push(")");
+            }
+        };
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+        let mut qb =
+            QueryBuilder::<Postgres>::new("SELECT epoch, reports, sum, sum_sq FROM totals");
+        epoch_filter(&mut qb);
+        qb.push(" ORDER BY epoch");
+        let totals: Vec<(i64, i64, f64, f64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+        for (epoch, reports, sum, sum_sq) in totals {
+            reader.add_total(epoch, reports, sum, sum_sq)?;
+        }
+        let mut qb = QueryBuilder::<Postgres>::new(
+            "SELECT cell, CAST(SUM(n) AS BIGINT) AS n FROM cell_counts",
+        );
+        epoch_filter(&mut qb);
+        qb.push(" GROUP BY cell");
+        let counts: Vec<(i64, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+        for (cell, n) in counts {
+            reader.set_cell(cell, n)?;
+        }
+        tx.commit().await?;
+        Ok(reader.finish())
+    }
+}
+
+impl Store for PostgresStore {
+    fn load_metrics(&self) -> StoreFuture<'_, Vec<MetricSpec>> {
+        Box::pin(async move {
+            portable::load_metrics::<Postgres>(&mut *self.pool.acquire().await?).await
+        })
+    }
+
+    fn create_metric(&self, spec: MetricSpec, now: i64) -> StoreFuture<'_, (MetricSpec, bool)> {
+        Box::pin(self.create_metric_impl(spec, now))
+    }
+
+    fn commit_batches<'a>(
+        &'a self,
+        batches: &'a [BatchDelta],
+        now: i64,
+    ) -> StoreFuture<'a, Vec<bool>> {
+        Box::pin(self.commit_batches_impl(batches, now))
+    }
+
+    fn load_stats<'a>(
+        &'a self,
+        metric_id: u32,
+        version: u32,
+        epochs: Option<&'a [u64]>,
+        cells: usize,
+    ) -> StoreFuture<'a, (Stats, Vec<u64>)> {
+        Box::pin(self.load_stats_impl(metric_id, version, epochs, cells))
+    }
+
+    fn close_epoch(&self, metric_id: u32, epoch: u64, now: i64) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let mut conn = self.pool.acquire().await?;
+            portable::close_epoch::<Postgres>(&mut conn, metric_id, epoch, now).await
+        })
+    }
+
+    fn closed_epochs(&self) -> StoreFuture<'_, Vec<(u32, u64)>> {
+        Box::pin(async move {
+            portable::closed_epochs::<Postgres>(&mut *self.pool.acquire().await?).await
+        })
+    }
+
+    fn purge_raw(&self, before: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            portable::purge_raw::<Postgres>(&mut *self.pool.acquire().await?, before).await
+        })
+    }
+
+    fn close(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.pool.close().await;
+            Ok(())
+        })
+    }
+}
+
+/// Proof that this process is the only server of a PostgreSQL schema: a
+/// session-level advisory lock keyed by the schema's name, held on a connection
+/// of its own until [`ServerLock::release`] or the process ends (PostgreSQL
+/// releases it when the connection closes, also after a crash).
+///
+/// If the connection is lost while the server runs (the database restarted),
+/// the lock is gone and a second server could start; the lock guards against
+/// starting two servers by mistake, not against every failure.
+#[derive(Debug)]
+pub struct ServerLock {
+    conn: PgConnection,
+}
+
+impl ServerLock {
+    /// Takes the lock of the schema `options` connects to; `None` when another
+    /// session holds it.
+    pub async fn try_acquire(options: &PgConnectOptions) -> Result<Option<Self>, StoreError> {
+        let mut conn = durable(options.clone()).connect().await?;
+        let locked: bool = sqlx::query_scalar(
+            "SELECT pg_try_advisory_lock($1, hashtext(COALESCE(current_schema(), '')))",
+        )
+        .bind(SERVER_LOCK_CLASS)
+        .fetch_one(&mut conn)
+        .await?;
+        if locked {
+            return Ok(Some(Self { conn }));
+        }
+        conn.close().await?;
+        Ok(None)
+    }
+
+    /// Releases the lock by closing its connection.
+    pub async fn release(self) -> Result<(), StoreError> {
+        self.conn.close().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,665 @@
+//! The [`Store`] contract, run with the same test bodies against SQLite and
+//! against a real PostgreSQL, so the two implementations are pinned to one
+//! behaviour: metrics versioned and idempotent, a batch id counted once (also
+//! when repeated inside one commit group), statistics pooled and per epoch,
+//! statements larger than PostgreSQL's 65,535 bound parameters, closed epochs,
+//! raw-report purge, the privacy ledger (refusals change nothing, idempotent
+//! by release id, concurrent releases never both spend a budget only one
+//! fits), the one-server lock, and a server over gRPC on PostgreSQL.
+//!
+//! PostgreSQL comes from `LDP_TEST_POSTGRES_URL` (a database the tests may
+//! create schemas in; `.ci/run` starts a throwaway cluster and sets it). Each
+//! test works in a schema of its own, dropped afterwards. Without the variable
+//! the PostgreSQL half is skipped with a message on stderr, unless
+//! `LDP_REQUIRE_POSTGRES=1`, which makes a missing URL a failure.
+
+use std::io::Write;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use ldp_aggregator::accountant::AccountantError;
+use ldp_aggregator::accountant::ledger::{Budget, PrivacyLedger, Release};
+use ldp_aggregator::cli::connect::ConnectArgs;
+use ldp_aggregator::server::{Config, Server};
+use ldp_aggregator::service::auth::Token;
+use ldp_aggregator::store::postgres::{PostgresStore, ServerLock};
+use ldp_aggregator::store::sqlite::SqliteStore;
+use ldp_aggregator::store::{BatchDelta, Database, Delta, StatsKey, Store};
+use ldp_proto::v1 as pb;
+use ldp_sdk::budget::BudgetPolicy;
+use ldp_sdk::mechanism::{Mechanism, MechanismSpec};
+use ldp_sdk::metric::MetricSpec;
+use ldp_sdk::wire::{self, ReportHeader};
+use ldp_sdk::{Epsilon, LdpRng};
+use serde_json::json;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+
+// ---------------------------------------------------------------- backends
+
+/// A PostgreSQL schema of its own for one test, dropped when this is dropped
+/// (also when the test fails).
+struct PgSchema {
+    admin: PgConnectOptions,
+    name: String,
+    /// Connects with the schema first in `search_path`.
+    options: PgConnectOptions,
+}
+
+impl PgSchema {
+    /// `None` (after saying so) when no PostgreSQL is configured; panics when
+    /// one is required (`LDP_REQUIRE_POSTGRES=1`) but missing.
+    async fn create() -> Option<Self> {
+        let Ok(url) = std::env::var("LDP_TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var("LDP_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "LDP_REQUIRE_POSTGRES=1 but LDP_TEST_POSTGRES_URL is not set"
+            );
+            // Once per run, past the test harness's capture of `eprintln!`.
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "postgres_store: skipping the PostgreSQL half (LDP_TEST_POSTGRES_URL is not \
+                     set); running the SQLite half only"
+                );
+            });
+            return None;
+        };
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "ldp_test_{}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+        );
+        let admin = PgConnectOptions::from_str(&url).expect("LDP_TEST_POSTGRES_URL is a URL");
+        let mut conn = admin
+            .connect()
+            .await
+            .expect("connecting to LDP_TEST_POSTGRES_URL");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        let options = admin.clone().options([("search_path", name.as_str())]);
+        Some(Self {
+            admin,
+            name,
+            options,
+        })
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Drop runs inside the test's runtime, which cannot block on itself.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let mut conn = admin.connect().await?;
+                // A test that failed may leave a transaction open in a pool
+                // this thread waits for: give up rather than hang.
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "SET lock_timeout = '10s'; DROP SCHEMA {name} CASCADE"
+                )))
+                .execute(&mut conn)
+                .await?;
+                conn.close().await
+            })
+            .map_err(std::io::Error::other)
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test schema {}: {dropped:?}", self.name);
+        }
+    }
+}
+
+/// One store under test and what keeps its database alive.
+struct Backend {
+    name: &'static str,
+    store: Arc<dyn Store>,
+    reopen: Database,
+    _sqlite_dir: Option<tempfile::TempDir>,
+    _pg_schema: Option<PgSchema>,
+}
+
+/// A fresh SQLite store, and a fresh PostgreSQL one when configured.
+async fn backends() -> Vec<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("contract.db");
+    let mut all = vec![Backend {
+        name: "sqlite",
+        store: Arc::new(SqliteStore::open(&path).await.unwrap()),
+        reopen: Database::Sqlite(path),
+        _sqlite_dir: Some(dir),
+        _pg_schema: None,
+    }];
+    if let Some(schema) = PgSchema::create().await {
+        all.push(Backend {
+            name: "postgres",
+            store: Arc::new(PostgresStore::open(schema.options.clone()).await.unwrap()),
+            reopen: Database::Postgres(Box::new(schema.options.clone())),
+            _sqlite_dir: None,
+            _pg_schema: Some(schema),
+        });
+    }
+    all
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn key(epoch: u64) -> StatsKey {
+    StatsKey {
+        metric_id: 1,
+        version: 1,
+        epoch,
+    }
+}
+
+fn batch(id: &[u8], epoch: u64, counts: &[u64]) -> BatchDelta {
+    let reports = counts.iter().sum::<u64>();
+    BatchDelta {
+        batch_id: id.to_vec(),
+        reports: u32::try_from(reports).unwrap(),
+        deltas: vec![(
+            key(epoch),
+            Delta {
+                reports,
+                sum: reports as f64,
+                sum_sq: 2.0 * reports as f64,
+                cells: (0..)
+                    .zip(counts.iter().copied())
+                    .filter(|(_, n)| *n > 0)
+                    .collect(),
+            },
+        )],
+        raw: None,
+    }
+}
+
+fn pure(id: &str, eps: f64) -> Release {
+    Release::pure(
+        id,
+        "adult",
+        "laplace_counts",
+        eps,
+        json!({"scale": 1.0 / eps}),
+    )
+    .unwrap()
+}
+
+// ---------------------------------------------------------------- contract bodies
+
+async fn metrics_are_versioned_and_idempotent(b: &Backend) {
+    let store = &b.store;
+    let eps = Epsilon::new(1.0).unwrap();
+    let a = MetricSpec::new("a", eps, MechanismSpec::Grr { domain_size: 3 });
+    let (a1, created) = store.create_metric(a.clone(), 10).await.unwrap();
+    assert!(created, "{}", b.name);
+    assert_eq!(
+        (a1.metric_id, a1.version, a1.created_at),
+        (1, 1, 10),
+        "{}",
+        b.name
+    );
+    let (same, created) = store.create_metric(a, 11).await.unwrap();
+    assert!(!created, "{}: identical spec created a version", b.name);
+    assert_eq!(same, a1, "{}", b.name);
+    let a2 = MetricSpec::new("a", eps, MechanismSpec::Grr { domain_size: 4 });
+    let (a2, created) = store.create_metric(a2, 12).await.unwrap();
+    assert!(created, "{}", b.name);
+    assert_eq!((a2.metric_id, a2.version), (1, 2), "{}", b.name);
+    let other = MetricSpec::new("b", eps, MechanismSpec::Binary);
+    let (other, _) = store.create_metric(other, 13).await.unwrap();
+    assert_eq!((other.metric_id, other.version), (2, 1), "{}", b.name);
+    let stored = store.load_metrics().await.unwrap();
+    assert_eq!(stored, vec![a1, a2, other], "{}", b.name);
+}
+
+async fn batches_count_once(b: &Backend) {
+    let store = &b.store;
+    let group = [
+        batch(b"a", 0, &[1, 2]),
+        batch(b"a", 0, &[1, 2]), // repeated inside the group
+        batch(b"b", 1, &[0, 5]),
+    ];
+    assert_eq!(
+        store.commit_batches(&group, 1).await.unwrap(),
+        [true, false, true],
+        "{}",
+        b.name
+    );
+    let again = [
+        batch(b"b", 1, &[0, 5]), // stored by the earlier group
+        batch(b"c", 1, &[3, 0]),
+        batch(b"c", 1, &[3, 0]),
+    ];
+    assert_eq!(
+        store.commit_batches(&again, 2).await.unwrap(),
+        [false, true, false],
+        "{}",
+        b.name
+    );
+    let (all, epochs) = store.load_stats(1, 1, None, 2).await.unwrap();
+    assert_eq!(
+        (all.reports, all.counts.clone(), epochs),
+        (11, vec![4, 7], vec![0, 1]),
+        "{}",
+        b.name
+    );
+    assert_eq!((all.sum, all.sum_sq), (11.0, 22.0), "{}", b.name);
+    let (one, epochs) = store.load_stats(1, 1, Some(&[1]), 2).await.unwrap();
+    assert_eq!(
+        (one.reports, one.counts, epochs),
+        (8, vec![3, 5], vec![1]),
+        "{}",
+        b.name
+    );
+    // Any number of epochs (regression: more than 32766 failed on SQLite's
+    // bind limit); epochs that cannot be stored match nothing; an unknown
+    // version is empty.
+    let mut many: Vec<u64> = (1..70_000).collect();
+    many.extend([1, u64::MAX, i64::MAX as u64 + 1]);
+    let (some, epochs) = store.load_stats(1, 1, Some(&many), 2).await.unwrap();
+    assert_eq!((some.reports, epochs), (8, vec![1]), "{}", b.name);
+    let (none, epochs) = store.load_stats(1, 1, Some(&[u64::MAX]), 2).await.unwrap();
+    assert_eq!((none.reports, epochs), (0, vec![]), "{}", b.name);
+    let (other, _) = store.load_stats(1, 2, None, 2).await.unwrap();
+    assert_eq!(other.reports, 0, "{}", b.name);
+    // A stored counter outside the metric's cells is corruption, not a panic.
+    assert!(store.load_stats(1, 1, None, 1).await.is_err(), "{}", b.name);
+}
+
+/// More rows than one statement may bind on PostgreSQL (65,535 parameters):
+/// 30,000 batch ids (3 parameters each, with repeats) and 20,000 cells (5 each)
+/// and 12,000 totals (6 each) in one commit.
+async fn large_groups_fit_the_bind_limit(b: &Backend) {
+    let store = &b.store;
+    let mut group: Vec<BatchDelta> = (0u32..30_000)
+        .map(|i| batch(&i.to_be_bytes(), u64::from(i % 12_000), &[1]))
+        .collect();
+    group.push(batch(&7u32.to_be_bytes(), 7, &[1]));
+    let mut wide = batch(b"wide", 0, &[]);
+    wide.deltas[0].1 = Delta {
+        reports: 1,
+        cells: (0..20_000).map(|c| (c, 1)).collect(),
+        ..Delta::default()
+    };
+    group.push(wide);
+    let fresh = store.commit_batches(&group, 1).await.unwrap();
+    assert_eq!(fresh.iter().filter(|f| **f).count(), 30_001, "{}", b.name);
+    assert!(!fresh[30_000], "{}: the repeated id was counted", b.name);
+    let (stats, epochs) = store.load_stats(1, 1, None, 20_000).await.unwrap();
+    assert_eq!(stats.reports, 30_001, "{}", b.name);
+    assert_eq!(epochs.len(), 12_000, "{}", b.name);
+    assert_eq!(stats.counts[0], 30_001, "{}", b.name);
+    assert!(stats.counts[1..].iter().all(|&n| n == 1), "{}", b.name);
+}
+
+async fn closed_epochs_and_raw_purge(b: &Backend) {
+    let store = &b.store;
+    store.close_epoch(3, 7, 1).await.unwrap();
+    store.close_epoch(3, 7, 2).await.unwrap();
+    store.close_epoch(4, 0, 2).await.unwrap();
+    let mut closed = store.closed_epochs().await.unwrap();
+    closed.sort_unstable();
+    assert_eq!(closed, vec![(3, 7), (4, 0)], "{}", b.name);
+    assert!(
+        store.close_epoch(3, u64::MAX, 3).await.is_err(),
+        "{}",
+        b.name
+    );
+
+    let mut old = batch(b"old", 0, &[1, 0]);
+    old.raw = Some(vec![1, 2, 3]);
+    let mut new = batch(b"new", 0, &[0, 1]);
+    new.raw = Some(vec![4]);
+    store.commit_batches(&[old.clone()], 100).await.unwrap();
+    store.commit_batches(&[new, old], 200).await.unwrap();
+    assert_eq!(store.purge_raw(150).await.unwrap(), 1, "{}", b.name);
+    assert_eq!(store.purge_raw(150).await.unwrap(), 0, "{}", b.name);
+    assert_eq!(store.purge_raw(201).await.unwrap(), 1, "{}", b.name);
+    // Purging raw reports never touches the statistics.
+    let (stats, _) = store.load_stats(1, 1, None, 2).await.unwrap();
+    assert_eq!(stats.counts, vec![1, 1], "{}", b.name);
+
+    // What was committed survives closing and reopening.
+    store.close().await.unwrap();
+    let reopened = b.reopen.open().await.unwrap();
+    let mut closed = reopened.closed_epochs().await.unwrap();
+    closed.sort_unstable();
+    assert_eq!(closed, vec![(3, 7), (4, 0)], "{}", b.name);
+    assert_eq!(
+        reopened.load_stats(1, 1, None, 2).await.unwrap().0.reports,
+        2
+    );
+    reopened.close().await.unwrap();
+}
+
+async fn ledger_refuses_and_is_idempotent(b: &Backend) {
+    let store = &b.store;
+    let refused = store.record_release(&pure("a", 0.5), 1).await.unwrap();
+    assert!(
+        matches!(refused, Err(AccountantError::NoBudget(_))),
+        "{}",
+        b.name
+    );
+    let budget = Budget::new(1.0, 1e-5).unwrap();
+    store
+        .set_dataset_budget("adult", budget, 1)
+        .await
+        .unwrap()
+        .unwrap();
+    let spent = store
+        .record_release(&pure("a", 0.5), 2)
+        .await
+        .unwrap()
+        .unwrap();
+    let before = store.load_ledger().await.unwrap();
+    let over = store.record_release(&pure("b", 0.6), 3).await.unwrap();
+    assert!(
+        matches!(over, Err(AccountantError::BudgetExceeded { .. })),
+        "{}: {over:?}",
+        b.name
+    );
+    // The same release again: the same spend, nothing written.
+    let again = store
+        .record_release(&pure("a", 0.5), 4)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again, spent, "{}", b.name);
+    // Another release under a stored id: refused.
+    assert!(
+        store
+            .record_release(&pure("a", 0.4), 5)
+            .await
+            .unwrap()
+            .is_err(),
+        "{}",
+        b.name
+    );
+    // A budget below the spend: refused.
+    let low = Budget::new(0.4, 1e-5).unwrap();
+    assert!(
+        store
+            .set_dataset_budget("adult", low, 6)
+            .await
+            .unwrap()
+            .is_err(),
+        "{}",
+        b.name
+    );
+    assert_eq!(store.load_ledger().await.unwrap(), before, "{}", b.name);
+    assert_eq!(before.releases("adult").count(), 1, "{}", b.name);
+    assert_eq!(before.budget("adult"), Some(budget), "{}", b.name);
+    let reopened = b.reopen.open().await.unwrap();
+    assert_eq!(
+        reopened.load_ledger().await.unwrap(),
+        before,
+        "{}: reopen",
+        b.name
+    );
+    reopened.close().await.unwrap();
+
+    let p = BudgetPolicy::new(2.0, 86_400, 20.0).unwrap();
+    let q = BudgetPolicy::new(1.0, 3_600, 10.0).unwrap();
+    store.set_device_budget("color", p, 1).await.unwrap();
+    store.set_device_budget("Zeta", p, 1).await.unwrap();
+    store.set_device_budget("color", q, 2).await.unwrap();
+    assert_eq!(
+        store.device_budgets().await.unwrap(),
+        vec![("Zeta".to_owned(), p), ("color".to_owned(), q)],
+        "{}: device budgets are ordered by name, byte-wise",
+        b.name
+    );
+}
+
+/// Releases racing for one budget: exactly as many are admitted as a
+/// sequential in-memory ledger admits. Run with a pair where only one fits,
+/// and with 16 where three fit.
+async fn concurrent_releases_never_exceed_the_budget(b: &Backend, tasks: usize, eps: f64) {
+    let budget = Budget::new(1.0, 1e-5).unwrap();
+    b.store
+        .set_dataset_budget("adult", budget, 1)
+        .await
+        .unwrap()
+        .unwrap();
+    let handles: Vec<_> = (0..tasks)
+        .map(|i| {
+            let store = Arc::clone(&b.store);
+            tokio::spawn(async move {
+                store
+                    .record_release(&pure(&format!("r{tasks}-{i}"), eps), 2)
+                    .await
+                    .unwrap()
+                    .is_ok()
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    for h in handles {
+        admitted += usize::from(h.await.unwrap());
+    }
+    let mut sequential = PrivacyLedger::default();
+    sequential.set_budget("adult", budget).unwrap();
+    let expected = (0..tasks)
+        .take_while(|i| sequential.record(pure(&format!("s{i}"), eps)).is_ok())
+        .count();
+    assert!(
+        expected < tasks,
+        "the test needs a budget that refuses some"
+    );
+    assert_eq!(admitted, expected, "{}", b.name);
+    let ledger = b.store.load_ledger().await.unwrap();
+    assert_eq!(ledger.releases("adult").count(), expected, "{}", b.name);
+    assert!(
+        ledger.spent("adult", 1e-5).unwrap().epsilon.unwrap() <= 1.0,
+        "{}",
+        b.name
+    );
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test]
+async fn metrics_contract() {
+    for b in backends().await {
+        metrics_are_versioned_and_idempotent(&b).await;
+        b.store.close().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn batch_contract() {
+    for b in backends().await {
+        batches_count_once(&b).await;
+        b.store.close().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn bind_limit_contract() {
+    for b in backends().await {
+        large_groups_fit_the_bind_limit(&b).await;
+        b.store.close().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn epochs_and_raw_contract() {
+    for b in backends().await {
+        closed_epochs_and_raw_purge(&b).await;
+        b.store.close().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn ledger_contract() {
+    for b in backends().await {
+        ledger_refuses_and_is_idempotent(&b).await;
+        b.store.close().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_concurrent_releases_only_one_fits() {
+    for b in backends().await {
+        concurrent_releases_never_exceed_the_budget(&b, 2, 0.6).await;
+        b.store.close().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_concurrent_releases_fit_the_budget() {
+    for b in backends().await {
+        concurrent_releases_never_exceed_the_budget(&b, 16, 0.3).await;
+        b.store.close().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn one_server_lock_per_schema() {
+    let (Some(one), Some(other)) = (PgSchema::create().await, PgSchema::create().await) else {
+        return;
+    };
+    let first = ServerLock::try_acquire(&one.options).await.unwrap();
+    assert!(first.is_some(), "a free schema's lock was refused");
+    assert!(
+        ServerLock::try_acquire(&one.options)
+            .await
+            .unwrap()
+            .is_none(),
+        "two servers got the lock of one schema"
+    );
+    let elsewhere = ServerLock::try_acquire(&other.options).await.unwrap();
+    assert!(elsewhere.is_some(), "another schema's lock was refused");
+    first.unwrap().release().await.unwrap();
+    let again = ServerLock::try_acquire(&one.options).await.unwrap();
+    assert!(again.is_some(), "a released lock could not be taken again");
+    again.unwrap().release().await.unwrap();
+    elsewhere.unwrap().release().await.unwrap();
+}
+
+/// `Server::start` on PostgreSQL: create a metric, Submit a batch (and again:
+/// a duplicate), estimate over gRPC; a restarted server sees the same data.
+#[tokio::test]
+async fn server_over_grpc_on_postgres() {
+    let Some(schema) = PgSchema::create().await else {
+        return;
+    };
+    let token = Token::generate();
+    let db = Database::Postgres(Box::new(schema.options.clone()));
+    let start = || {
+        Server::start(Config::new(
+            "127.0.0.1:0".parse().unwrap(),
+            db.clone(),
+            &token,
+        ))
+    };
+    let server = start().await.unwrap();
+    let conn = ConnectArgs {
+        connect: server.url(),
+        token: Some(token.expose().to_string()),
+        token_file: None,
+        ca_cert: None,
+    };
+    let spec = MetricSpec::new(
+        "color",
+        Epsilon::new(8.0).unwrap(),
+        MechanismSpec::Grr { domain_size: 3 },
+    );
+    let created = conn
+        .admin()
+        .await
+        .unwrap()
+        .create_metric(pb::CreateMetricRequest {
+            spec: Some(wire::metric_to_proto(&spec).unwrap()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let spec = wire::metric_from_proto(created.metric.unwrap()).unwrap();
+    let mechanism: Mechanism = spec.mechanism().unwrap();
+    let header = ReportHeader {
+        metric_id: spec.metric_id,
+        metric_version: spec.version,
+        epoch: 0,
+    };
+    let mut rng = LdpRng::seeded_for_simulation(5);
+    let reports: Vec<pb::Report> = (0..300)
+        .map(|i| {
+            let value = u32::from(i % 3 != 0) * 2; // a third 0, two thirds 2
+            wire::report_to_proto(header, &mechanism.encode_index(value, &mut rng).unwrap())
+                .unwrap()
+        })
+        .collect();
+    let mut collector = pb::collector_client::CollectorClient::connect(server.url())
+        .await
+        .unwrap();
+    let request = pb::SubmitRequest {
+        batch_id: b"postgres-e2e-batch-0001".to_vec(),
+        reports,
+    };
+    let first = collector
+        .submit(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((first.accepted, first.duplicate), (300, false));
+    let second = collector.submit(request).await.unwrap().into_inner();
+    assert_eq!((second.accepted, second.duplicate), (0, true));
+
+    let estimate = || async {
+        conn.analytics()
+            .await
+            .unwrap()
+            .estimate_frequencies(pb::EstimateRequest {
+                metric: "color".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    let before = estimate().await;
+    assert_eq!((before.reports, before.epochs.clone()), (300, vec![0]));
+    // At epsilon 8 a GRR report is truthful with probability 0.9993: the
+    // estimates are the true counts 100 / 0 / 200 within a few reports.
+    let counts: Vec<f64> = before.values.iter().map(|v| v.estimate).collect();
+    assert_eq!(counts.len(), 3);
+    assert!((counts[0] - 100.0).abs() < 10.0, "{counts:?}");
+    assert!(counts[1].abs() < 10.0, "{counts:?}");
+    assert!((counts[2] - 200.0).abs() < 10.0, "{counts:?}");
+    server.shutdown().await.unwrap();
+
+    let restarted = start().await.unwrap();
+    let conn = ConnectArgs {
+        connect: restarted.url(),
+        ..conn
+    };
+    let after = conn
+        .analytics()
+        .await
+        .unwrap()
+        .estimate_frequencies(pb::EstimateRequest {
+            metric: "color".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(after.reports, 300);
+    assert_eq!(after.values, before.values);
+    restarted.shutdown().await.unwrap();
+}
