@@ -37,9 +37,10 @@ pub struct ConnectArgs {
 }
 
 impl ConnectArgs {
-    /// Connects (TLS when a CA certificate is given or the URL is `https://`):
-    /// with `--ca-cert` only that CA is trusted, otherwise the bundled Mozilla
-    /// roots (webpki-roots): the SDK's [`tls_endpoint`], as devices connect.
+    /// Connects (TLS for an `https://` URL): with `--ca-cert` only that CA is
+    /// trusted, otherwise the bundled Mozilla roots (webpki-roots); `--ca-cert`
+    /// with an `http://` URL is refused. The SDK's [`tls_endpoint`], as devices
+    /// connect.
     pub async fn channel(&self) -> anyhow::Result<Channel> {
         if !self.connect.contains("://") {
             anyhow::bail!(
@@ -55,7 +56,7 @@ impl ConnectArgs {
             None => None,
         };
         let endpoint = tls_endpoint(&self.connect, ca_pem.as_deref())
-            .with_context(|| format!("invalid --connect URL {:?}", self.connect))?;
+            .with_context(|| format!("--connect {:?}", self.connect))?;
         endpoint
             .connect()
             .await

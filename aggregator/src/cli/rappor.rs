@@ -14,6 +14,7 @@
 //!   running the same ingest twice stores the reports once.
 //! - `ldp rappor demo [--seed N]`: the simulation of [`crate::rappor::demo`].
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -168,24 +169,25 @@ async fn run_decode_metric(metric: &str, args: &DecodeArgs) -> anyhow::Result<()
         println!("{metric}: no reports in the requested epochs, so nothing to decode");
         return Ok(());
     }
-    let guarantee = decoding.guarantee.unwrap_or_default();
+    let privacy = Privacy {
+        epsilon_per_report: decoding.guarantee.as_ref().map(|g| g.epsilon_per_report),
+        epsilon_lifetime: decoding.guarantee.as_ref().map(|g| g.epsilon_lifetime),
+    };
     if args.format == Format::Table {
         let name = decoding.metric.as_ref().map_or(metric, |m| m.name.as_str());
         let version = decoding.metric.as_ref().map_or(0, |m| m.version);
+        let epsilon = match &decoding.guarantee {
+            Some(g) => format!(
+                "epsilon {:.4} per report, eps_inf {:.4} for an unchanged value",
+                g.epsilon_per_report, g.epsilon_lifetime
+            ),
+            None => "the server sent no privacy guarantee".into(),
+        };
         println!(
-            "{name} v{version}: {} reports in {} of {} cohorts, epsilon {:.4} per report, \
-             eps_inf {:.4} for an unchanged value",
-            decoding.reports,
-            decoding.cohorts_with_reports,
-            decoding.cohorts,
-            guarantee.epsilon_per_report,
-            guarantee.epsilon_lifetime
+            "{name} v{version}: {} reports in {} of {} cohorts, {epsilon}",
+            decoding.reports, decoding.cohorts_with_reports, decoding.cohorts,
         );
     }
-    let privacy = Privacy {
-        epsilon_per_report: guarantee.epsilon_per_report,
-        epsilon_lifetime: guarantee.epsilon_lifetime,
-    };
     print_decoded(&decoded, privacy, args.format)
 }
 
@@ -217,8 +219,8 @@ fn run_decode_files(args: DecodeArgs) -> anyhow::Result<()> {
     };
     let elapsed = started.elapsed();
     let privacy = Privacy {
-        epsilon_per_report: params.epsilon_one(),
-        epsilon_lifetime: params.epsilon_inf(),
+        epsilon_per_report: Some(params.epsilon_one()),
+        epsilon_lifetime: Some(params.epsilon_inf()),
     };
     if args.format == Format::Table {
         println!(
@@ -231,8 +233,8 @@ fn run_decode_files(args: DecodeArgs) -> anyhow::Result<()> {
             params.f(),
             params.p(),
             params.q(),
-            privacy.epsilon_per_report,
-            privacy.epsilon_lifetime
+            params.epsilon_one(),
+            params.epsilon_inf()
         );
     }
     print_decoded(&decoded, privacy, args.format)?;
@@ -242,10 +244,12 @@ fn run_decode_files(args: DecodeArgs) -> anyhow::Result<()> {
 
 /// The local privacy behind a decoding: eps_1 of one report and eps_inf of an
 /// unchanged value's memoized reports.
+/// `None` when the server sent no guarantee (printed as an empty CSV field or
+/// JSON `null`, never as 0, which would read as perfect privacy).
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 struct Privacy {
-    epsilon_per_report: f64,
-    epsilon_lifetime: f64,
+    epsilon_per_report: Option<f64>,
+    epsilon_lifetime: Option<f64>,
 }
 
 /// A decoding with the epsilon that backs it (the JSON output).
@@ -258,18 +262,31 @@ struct WithPrivacy<'a> {
 }
 
 fn print_decoded(decoded: &Decoded, privacy: Privacy, format: Format) -> anyhow::Result<()> {
+    write_decoded(&mut std::io::stdout().lock(), decoded, privacy, format)
+}
+
+fn write_decoded(
+    out: &mut dyn Write,
+    decoded: &Decoded,
+    privacy: Privacy,
+    format: Format,
+) -> anyhow::Result<()> {
+    let field = |e: Option<f64>| e.map_or_else(String::new, |e| e.to_string());
     match format {
-        Format::Json => println!(
+        Format::Json => writeln!(
+            out,
             "{}",
             serde_json::to_string_pretty(&WithPrivacy { privacy, decoded })?
-        ),
+        )?,
         Format::Csv => {
-            println!(
+            writeln!(
+                out,
                 "string,estimate,std_error,proportion,prop_std_error,prop_low_95,prop_high_95,z,\
                  epsilon_per_report,epsilon_lifetime"
-            );
+            )?;
             for d in &decoded.detections {
-                println!(
+                writeln!(
+                    out,
                     "{},{:.0},{:.0},{},{},{},{},{:.3},{},{}",
                     csv_field(&d.string),
                     d.estimate,
@@ -279,9 +296,9 @@ fn print_decoded(decoded: &Decoded, privacy: Privacy, format: Format) -> anyhow:
                     d.prop_low_95,
                     d.prop_high_95,
                     d.z,
-                    privacy.epsilon_per_report,
-                    privacy.epsilon_lifetime
-                );
+                    field(privacy.epsilon_per_report),
+                    field(privacy.epsilon_lifetime)
+                )?;
             }
         }
         Format::Table => {
@@ -304,8 +321,9 @@ fn print_decoded(decoded: &Decoded, privacy: Privacy, format: Format) -> anyhow:
                     format!("{:.1}", d.z),
                 ]);
             }
-            println!("{table}");
-            println!(
+            writeln!(out, "{table}")?;
+            writeln!(
+                out,
                 "{} reports, {} candidates: {} detected (z > {:.2}, {} alpha {}), \
                  allocated mass {:.4}, rest {:.4}, {} aliased candidates",
                 decoded.num_reports,
@@ -320,7 +338,7 @@ fn print_decoded(decoded: &Decoded, privacy: Privacy, format: Format) -> anyhow:
                 decoded.allocated_mass,
                 decoded.background_mass.unwrap_or(f64::NAN),
                 decoded.aliased.len()
-            );
+            )?;
         }
     }
     Ok(())
@@ -417,4 +435,82 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rappor::decode::Detection;
+
+    fn decoded() -> Decoded {
+        Decoded {
+            detections: vec![Detection {
+                string: "a,b".into(),
+                estimate: 500.0,
+                std_error: 100.0,
+                proportion: 0.05,
+                prop_std_error: 0.01,
+                prop_low_95: 0.03,
+                prop_high_95: 0.07,
+                z: 5.0,
+            }],
+            num_reports: 10_000,
+            num_candidates: 3,
+            alpha: 0.05,
+            correction: Correction::Bonferroni,
+            z_threshold: 2.4,
+            allocated_mass: 0.05,
+            background_mass: Some(0.95),
+            dispersion: 1.0,
+            nnls_selected: 1,
+            regressors: 1,
+            aliased: Vec::new(),
+        }
+    }
+
+    fn render(privacy: Privacy, format: Format) -> String {
+        let mut out = Vec::new();
+        write_decoded(&mut out, &decoded(), privacy, format).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Every output states the epsilon behind the decoding; an unknown one is
+    /// empty (CSV) or null (JSON), never 0.
+    #[test]
+    fn decodings_carry_their_epsilon() {
+        let known = Privacy {
+            epsilon_per_report: Some(1.25),
+            epsilon_lifetime: Some(4.5),
+        };
+        let csv = render(known, Format::Csv);
+        let mut lines = csv.lines();
+        assert!(
+            lines
+                .next()
+                .unwrap()
+                .ends_with(",z,epsilon_per_report,epsilon_lifetime")
+        );
+        assert_eq!(
+            lines.next().unwrap(),
+            "\"a,b\",500,100,0.05,0.01,0.03,0.07,5.000,1.25,4.5"
+        );
+        let json: serde_json::Value = serde_json::from_str(&render(known, Format::Json)).unwrap();
+        assert_eq!(json["epsilon_per_report"], 1.25);
+        assert_eq!(json["epsilon_lifetime"], 4.5);
+        assert_eq!(json["detections"][0]["string"], "a,b");
+
+        let unknown = Privacy {
+            epsilon_per_report: None,
+            epsilon_lifetime: None,
+        };
+        assert!(
+            render(unknown, Format::Csv)
+                .lines()
+                .nth(1)
+                .unwrap()
+                .ends_with("5.000,,")
+        );
+        let json: serde_json::Value = serde_json::from_str(&render(unknown, Format::Json)).unwrap();
+        assert!(json["epsilon_per_report"].is_null());
+    }
 }

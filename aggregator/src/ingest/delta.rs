@@ -76,6 +76,13 @@ impl DeltaBuilder {
         match self {
             Self::Dense(stats) => mechanism.accumulate(stats, report),
             Self::Sparse { reports, touched } => {
+                // A sparse delta keeps no sums: a numeric or unary mechanism
+                // here would lose data (the constructors never do this).
+                if !has_cells(mechanism) {
+                    return Err(ldp_sdk::Error::InvalidReport(
+                        "a sparse delta holds only GRR, OLH, Hadamard or RAPPOR reports".into(),
+                    ));
+                }
                 // Counter indices are below `stats_len() <= 2^24`, so they fit u32.
                 mechanism.for_each_cell(report, |cell| touched.push(cell as u32))?;
                 *reports += 1;
@@ -278,6 +285,11 @@ mod tests {
         builder.add(&m, &Report::Index(3)).unwrap();
         assert!(builder.add(&m, &Report::Index(1 << 20)).is_err());
         assert!(builder.add(&m, &Report::Bits(vec![1])).is_err());
+        // A numeric mechanism's report never enters a sparse delta.
+        let duchi = mechanism(MechanismSpec::Duchi { lo: 0.0, hi: 1.0 });
+        let mut rng = LdpRng::seeded_for_simulation(1);
+        let numeric = duchi.encode_value(0.5, &mut rng).unwrap();
+        assert!(builder.add(&duchi, &numeric).is_err());
         let delta = builder.finish();
         assert_eq!((delta.reports, delta.cells), (1, vec![(3, 1)]));
     }

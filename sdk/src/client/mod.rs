@@ -220,9 +220,10 @@ pub struct ClientConfig {
     /// memoized.
     pub memo: Option<Arc<Memo>>,
     /// PEM certificate(s) of the CA that signed the server's certificate. With
-    /// it, TLS trusts only this CA (pinning a private deployment); without it,
-    /// an `https://` endpoint is verified against the bundled Mozilla roots
-    /// (webpki-roots). `http://` endpoints are plaintext (tests, loopback).
+    /// it, TLS trusts only this CA (pinning a private deployment; the endpoint
+    /// must be `https://`, else connecting fails); without it, an `https://`
+    /// endpoint is verified against the bundled Mozilla roots (webpki-roots).
+    /// `http://` endpoints are plaintext (tests, loopback).
     pub tls_ca_pem: Option<Vec<u8>>,
     /// How often a client with a [`ClientConfig::device_ledger`] fetches the
     /// published device budgets again (`GetMetrics`) and registers them; `None`
@@ -288,6 +289,11 @@ pub struct ClientStats {
     pub batches_rejected: u64,
     /// Failed attempts that were retried.
     pub retries: u64,
+    /// Periodic fetches of the published device budgets that were registered.
+    pub budget_refreshes: u64,
+    /// Periodic fetches of the published device budgets that failed (the
+    /// server unreachable, or a malformed budget; see [`Client::budget_refresh_error`]).
+    pub budget_refresh_failures: u64,
 }
 
 /// What recording one record did.
@@ -319,6 +325,7 @@ struct Outbox {
 struct Status {
     stats: ClientStats,
     last_error: String,
+    refresh_error: Option<String>,
 }
 
 struct Shared {
@@ -566,6 +573,12 @@ impl Client {
         }
     }
 
+    /// Why the last periodic device-budget fetch failed; `None` after a
+    /// success (or before the first fetch).
+    pub fn budget_refresh_error(&self) -> Option<String> {
+        lock(&self.shared.status).refresh_error.clone()
+    }
+
     /// Counters since this client was created.
     pub fn stats(&self) -> ClientStats {
         lock(&self.shared.status).stats
@@ -594,8 +607,9 @@ impl Drop for Client {
 }
 
 /// Every `period`, fetches the published device budgets and registers them in
-/// the ledger (tighter wins). Failures are recorded as the last error and
-/// retried at the next period; the budgets already registered stay in force.
+/// the ledger (tighter wins). Failures are counted
+/// ([`ClientStats::budget_refresh_failures`], [`Client::budget_refresh_error`])
+/// and retried at the next period; the budgets already registered stay in force.
 async fn run_budget_refresh(
     shared: Arc<Shared>,
     mut grpc: CollectorClient<Channel>,
@@ -626,8 +640,16 @@ async fn run_budget_refresh(
                 message: status.message().to_string(),
             }),
         };
-        if let Err(e) = outcome {
-            lock(&shared.status).last_error = format!("refreshing device budgets: {e}");
+        let mut status = lock(&shared.status);
+        match outcome {
+            Ok(()) => {
+                status.stats.budget_refreshes += 1;
+                status.refresh_error = None;
+            }
+            Err(e) => {
+                status.stats.budget_refresh_failures += 1;
+                status.refresh_error = Some(e.to_string());
+            }
         }
     }
 }
@@ -736,18 +758,30 @@ fn endpoint(config: &ClientConfig) -> Result<Endpoint, ClientError> {
     tls_endpoint(&config.endpoint, config.tls_ca_pem.as_deref())
 }
 
-/// The gRPC endpoint for `url` as every ldp client connects: with `ca_pem`,
-/// TLS that trusts only that CA; otherwise TLS verified against the bundled
-/// Mozilla roots (webpki-roots) for `https://`, and plaintext for `http://`.
+/// The gRPC endpoint for `url` as every ldp client connects: `https://` is TLS,
+/// trusting only `ca_pem` when given and the bundled Mozilla roots
+/// (webpki-roots) otherwise; `http://` is plaintext (loopback, tests). A CA with
+/// an `http://` URL is refused: the connection would silently be plaintext.
 pub fn tls_endpoint(url: &str, ca_pem: Option<&[u8]>) -> Result<Endpoint, ClientError> {
     let invalid = |e: tonic::transport::Error| ClientError::Endpoint {
         endpoint: url.to_owned(),
         reason: e.to_string(),
     };
     let endpoint = Endpoint::from_shared(url.to_owned()).map_err(invalid)?;
+    let https = url
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
     let tls = match ca_pem {
+        Some(_) if !https => {
+            return Err(ClientError::Endpoint {
+                endpoint: url.to_owned(),
+                reason: "a CA certificate is given but the URL is not https://, so the \
+                         connection would not use TLS"
+                    .into(),
+            });
+        }
         Some(pem) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)),
-        None if url.starts_with("https://") => ClientTlsConfig::new().with_webpki_roots(),
+        None if https => ClientTlsConfig::new().with_webpki_roots(),
         None => return Ok(endpoint),
     };
     endpoint.tls_config(tls).map_err(invalid)
@@ -755,24 +789,35 @@ pub fn tls_endpoint(url: &str, ca_pem: Option<&[u8]>) -> Result<Endpoint, Client
 
 /// Registers the published device budgets of the schema's metrics in the
 /// ledger (which keeps the tighter of a stored and a published budget).
+/// Every valid budget is registered even when another one is malformed (which
+/// is then the error returned), so one bad entry cannot keep a tighter budget
+/// of another metric out of the ledger.
 fn register_budgets(
     ledger: &DeviceLedger,
     schema: &Schema,
     published: &[pb::DeviceBudget],
 ) -> Result<(), ClientError> {
+    let mut first_error = None;
     for budget in published {
-        let (metric, policy) = wire::device_budget_from_proto(budget)?;
-        if schema
-            .attributes()
-            .iter()
-            .any(|a| a.metric().name == metric)
-        {
-            ledger
-                .register(&metric, policy)
-                .map_err(ClientError::Budget)?;
+        let registered = wire::device_budget_from_proto(budget)
+            .map_err(ClientError::from)
+            .and_then(|(metric, policy)| {
+                let ours = schema
+                    .attributes()
+                    .iter()
+                    .any(|a| a.metric().name == metric);
+                if ours {
+                    ledger
+                        .register(&metric, policy)
+                        .map_err(ClientError::Budget)?;
+                }
+                Ok(())
+            });
+        if let Err(e) = registered {
+            first_error.get_or_insert(e);
         }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 fn unix_now() -> i64 {

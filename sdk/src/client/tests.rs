@@ -504,10 +504,46 @@ async fn a_tightened_published_budget_reaches_a_running_client() {
         client.record(&green()),
         Err(ClientError::Budget(crate::Error::BudgetExhausted(_)))
     ));
-    // A looser budget later never loosens the ledger.
+    // A looser budget later never loosens the ledger: wait for two more
+    // registered refreshes after publishing it.
     mock.state.lock().unwrap().budgets = published_budget(50.0);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refreshed = client.stats().budget_refreshes;
+    while client.stats().budget_refreshes < refreshed + 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no refresh after the looser budget"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(usage(&ledger).policy.lifetime_epsilon, 2.5);
+    // A malformed budget beside a valid one: the valid one is still
+    // registered, the failure is counted and explained.
+    let mut bad = published_budget(2.0);
+    bad.insert(
+        0,
+        pb::DeviceBudget {
+            metric: "app.other".into(),
+            window_epsilon: f64::NAN,
+            window_seconds: 0,
+            lifetime_epsilon: -1.0,
+        },
+    );
+    mock.state.lock().unwrap().budgets = bad;
+    while usage(&ledger).policy.lifetime_epsilon != 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the valid budget was not registered"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    while client.stats().budget_refresh_failures == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the malformed budget was not reported"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(client.budget_refresh_error().is_some());
     drop(client);
     server.stop().await;
 }

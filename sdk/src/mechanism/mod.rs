@@ -504,3 +504,90 @@ pub fn pure_oracle_variance(n: f64, count: f64, p: f64, q: f64) -> f64 {
     let c = count.clamp(0.0, n);
     n * q * (1.0 - q) / ((p - q) * (p - q)) + c * (1.0 - p - q) / (p - q)
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::RngExt;
+
+    use super::*;
+
+    fn specs() -> Vec<MechanismSpec> {
+        vec![
+            MechanismSpec::Binary,
+            MechanismSpec::Grr { domain_size: 50 },
+            MechanismSpec::Sue { domain_size: 50 },
+            MechanismSpec::Oue { domain_size: 50 },
+            MechanismSpec::Olh {
+                domain_size: 50,
+                buckets: 0,
+                seed_count: 0,
+            },
+            MechanismSpec::Hadamard { domain_size: 50 },
+            MechanismSpec::Rappor {
+                num_bits: 13,
+                num_hashes: 2,
+                num_cohorts: 4,
+                f: 0.5,
+                p: 0.5,
+                q: 0.75,
+            },
+            MechanismSpec::Laplace {
+                lo: 0.0,
+                hi: 1.0,
+                granularity_log2: 0,
+            },
+            MechanismSpec::Duchi { lo: 0.0, hi: 1.0 },
+            MechanismSpec::Piecewise { lo: 0.0, hi: 1.0 },
+            MechanismSpec::Hybrid { lo: 0.0, hi: 1.0 },
+        ]
+    }
+
+    /// A valid report of `m` (RAPPOR: random cohort and IRR bits).
+    fn report(m: &Mechanism, rng: &mut LdpRng) -> Report {
+        match m {
+            Mechanism::Rappor(r) => {
+                let bits: Vec<u8> = vec![rng.random(), rng.random::<u8>() & 0x1f];
+                Report::Rappor {
+                    cohort: rng.random_range(0..r.params().num_cohorts()),
+                    bits,
+                }
+            }
+            _ => match m.domain_size() {
+                Some(d) => m.encode_index(rng.random_range(0..d), rng).unwrap(),
+                None => m.encode_value(rng.random(), rng).unwrap(),
+            },
+        }
+    }
+
+    /// `for_each_cell` is exactly the counter part of `accumulate` for every
+    /// mechanism (none for numeric ones), and calls nothing for a bad report.
+    #[test]
+    fn for_each_cell_is_the_counter_part_of_accumulate() {
+        let mut rng = LdpRng::seeded_for_simulation(11);
+        for spec in specs() {
+            let m = Mechanism::new(spec.clone(), Epsilon::new(2.0).unwrap()).unwrap();
+            let mut stats = m.new_stats();
+            let mut counts = vec![0u64; m.stats_len()];
+            for _ in 0..300 {
+                let r = report(&m, &mut rng);
+                m.accumulate(&mut stats, &r).unwrap();
+                m.for_each_cell(&r, |cell| counts[cell] += 1).unwrap();
+            }
+            assert_eq!(counts, stats.counts, "{spec:?}");
+            assert_eq!(stats.reports, 300, "{spec:?}");
+            let wrong = match m {
+                Mechanism::Rappor(_) => Report::Index(0),
+                _ => Report::Rappor {
+                    cohort: 0,
+                    bits: vec![0, 0],
+                },
+            };
+            let mut called = false;
+            assert!(
+                m.for_each_cell(&wrong, |_| called = true).is_err(),
+                "{spec:?}"
+            );
+            assert!(!called, "{spec:?}");
+        }
+    }
+}

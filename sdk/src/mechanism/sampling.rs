@@ -292,8 +292,8 @@ mod tests {
     /// Empirical frequencies of `discrete_laplace(s, t)` against the exact pmf
     /// `P(z) = (1 - a) / (1 + a) a^|z|`, `a = exp(-s/t)`: each of the values
     /// with `P(z) > 1e-3` and both tails beyond them is within 5 standard errors
-    /// (sqrt(n P (1 - P))) of its expectation; with 129 cells over all cases,
-    /// a false alarm has probability about 129 x 5.7e-7 = 7e-5.
+    /// (sqrt(n P (1 - P))) of its expectation; with 131 cells over all cases,
+    /// a false alarm has probability about 131 x 5.7e-7 = 7.5e-5.
     #[test]
     fn discrete_laplace_matches_its_pmf() {
         let mut rng = LdpRng::seeded_for_simulation(20_261_203);

@@ -43,6 +43,17 @@ async fn tls_server_accepts_a_client_that_trusts_its_ca() -> anyhow::Result<()> 
         .get_metrics(pb::GetMetricsRequest::default())
         .await?;
 
+    // A CA with an http:// URL would connect in plaintext: refused before
+    // connecting, in the CLI and in the SDK.
+    let downgrade = ConnectArgs {
+        connect: format!("http://localhost:{port}"),
+        ..cli.clone()
+    };
+    let err = downgrade.channel().await.unwrap_err();
+    assert!(format!("{err:#}").contains("not https://"), "{err:#}");
+    let sdk = ldp_sdk::client::tls_endpoint(&format!("http://localhost:{port}"), Some(b"pem"));
+    assert!(sdk.is_err());
+
     // Plaintext HTTP/2 against the TLS port fails.
     let plain = Channel::from_shared(format!("http://127.0.0.1:{port}"))?
         .connect()
