@@ -160,8 +160,11 @@ enum DatabaseLock {
 }
 
 impl DatabaseLock {
-    /// Resolves when the lock is found lost, checking every `period`; a file
-    /// lock cannot be lost, so it never resolves for one.
+    /// Resolves when the lock is found lost, checking every `period`; a check
+    /// that takes longer than `period` (and at least 10 s, so a busy database
+    /// does not stop the server) counts as a loss: a connection dropped
+    /// silently by a NAT would otherwise hang until TCP gives up. A file lock
+    /// cannot be lost, so it never resolves for one.
     async fn lost(&mut self, period: Duration) -> anyhow::Error {
         let Self::Postgres(lock) = self else {
             return std::future::pending().await;
@@ -171,8 +174,15 @@ impl DatabaseLock {
         ticks.tick().await; // the first tick is immediate
         loop {
             ticks.tick().await;
-            if let Err(e) = lock.check().await {
-                return e.into();
+            let patience = period.max(Duration::from_secs(10));
+            match tokio::time::timeout(patience, lock.check()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return e.into(),
+                Err(_) => {
+                    return anyhow::anyhow!(
+                        "the lock connection did not answer within {patience:?}"
+                    );
+                }
             }
         }
     }

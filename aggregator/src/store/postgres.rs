@@ -20,6 +20,8 @@
 //! but not the name, and `require` and `prefer` (the default) encrypt without
 //! checking either, so an attacker on the path can pose as the server. Use
 //! `verify-full` (with `sslrootcert=` for a private CA) anywhere but loopback.
+//! Keep the password out of the URL (a command line shows in `ps`): sqlx reads
+//! `PGPASSWORD` and `~/.pgpass`.
 //!
 //! # How the guarantees are kept
 //! - [`Store::commit_batches`] is one transaction; batch ids go through
