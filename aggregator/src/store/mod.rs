@@ -14,6 +14,10 @@
 //! assert!(matches!(pg, Database::Postgres(_)));
 //! let file: Database = "ldp.db".parse().unwrap();
 //! assert!(matches!(file, Database::Sqlite(_)));
+//! // `From` takes paths only (so `Config::new(addr, "ldp.db", &token)` works).
+//! let path = Database::from("ldp.db");
+//! assert!(matches!(path, Database::Sqlite(_)));
+//! assert!(matches!(Database::from(std::path::Path::new("x.db")), Database::Sqlite(_)));
 //! ```
 //!
 //! # Guarantees every implementation keeps
