@@ -20,10 +20,12 @@ pg_bin_dir() {
     fi
 }
 
-# Runs a command as the postgres user when we are root (initdb refuses root).
+# Runs a command as the postgres user when we are root (initdb refuses root),
+# from / so that a working directory the postgres user cannot read does not
+# matter.
 as_pg_user() {
     if [ "$(id -u)" = 0 ]; then
-        runuser -u postgres -- "$@"
+        (cd / && runuser -u postgres -- "$@")
     else
         "$@"
     fi
@@ -40,6 +42,12 @@ stop_test_postgres() {
 
 start_test_postgres() {
     LDP_CI_PG_BIN=$(pg_bin_dir)
+    if [ -z "$LDP_CI_PG_BIN" ] && [ "$(id -u)" != 0 ]; then
+        echo "PostgreSQL is not installed (no initdb on PATH or in /usr/lib/postgresql/*/bin)" \
+            "and installing it needs root: run 'apt-get install postgresql' as root, or put" \
+            "its bin folder on PATH" >&2
+        return 1
+    fi
     if [ -z "$LDP_CI_PG_BIN" ]; then
         echo "installing PostgreSQL (initdb not found)"
         apt-get update -qq

@@ -5,12 +5,15 @@
 //! statements larger than PostgreSQL's 65,535 bound parameters, closed epochs,
 //! raw-report purge, the privacy ledger (refusals change nothing, idempotent
 //! by release id, concurrent releases never both spend a budget only one
-//! fits), the one-server lock, and a server over gRPC on PostgreSQL.
+//! fits), commit groups racing over shared batch ids, opening read-only
+//! without migrating (and refusing another schema version), the one-server
+//! lock and its loss, and a server over gRPC on PostgreSQL.
 //!
 //! PostgreSQL comes from `LDP_TEST_POSTGRES_URL` (a database the tests may
 //! create schemas in; `.ci/run` starts a throwaway cluster and sets it). Each
 //! test works in a schema of its own, dropped afterwards. Without the variable
-//! the PostgreSQL half is skipped with a message on stderr, unless
+//! the PostgreSQL half is skipped with a message on stderr naming the
+//! PostgreSQL-only tests ([`PG_ONLY_TESTS`]) that then check nothing, unless
 //! `LDP_REQUIRE_POSTGRES=1`, which makes a missing URL a failure.
 
 use std::io::Write;
@@ -21,11 +24,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use ldp_aggregator::accountant::AccountantError;
 use ldp_aggregator::accountant::ledger::{Budget, PrivacyLedger, Release};
 use ldp_aggregator::cli::connect::ConnectArgs;
+use ldp_aggregator::cli::privacy_report;
 use ldp_aggregator::server::{Config, Server};
 use ldp_aggregator::service::auth::Token;
 use ldp_aggregator::store::postgres::{PostgresStore, ServerLock};
 use ldp_aggregator::store::sqlite::SqliteStore;
-use ldp_aggregator::store::{BatchDelta, Database, Delta, StatsKey, Store};
+use ldp_aggregator::store::{BatchDelta, Database, Delta, StatsKey, Store, StoreError};
 use ldp_proto::v1 as pb;
 use ldp_sdk::budget::BudgetPolicy;
 use ldp_sdk::mechanism::{Mechanism, MechanismSpec};
@@ -38,6 +42,16 @@ use sqlx::{ConnectOptions, Connection};
 
 // ---------------------------------------------------------------- backends
 
+/// The tests that run only on PostgreSQL, and so check nothing without it.
+const PG_ONLY_TESTS: &[&str] = &[
+    "one_server_lock_per_schema",
+    "server_lock_check_fails_once_its_backend_is_gone",
+    "serve_stops_when_its_lock_is_lost",
+    "writes_are_read_committed_whatever_the_session_default",
+    "privacy_report_needs_only_select",
+    "server_over_grpc_on_postgres",
+];
+
 /// A PostgreSQL schema of its own for one test, dropped when this is dropped
 /// (also when the test fails).
 struct PgSchema {
@@ -45,6 +59,8 @@ struct PgSchema {
     name: String,
     /// Connects with the schema first in `search_path`.
     options: PgConnectOptions,
+    /// The same as a URL, for `ldp --db`.
+    url: String,
 }
 
 impl PgSchema {
@@ -62,7 +78,9 @@ impl PgSchema {
                 let _ = writeln!(
                     std::io::stderr(),
                     "postgres_store: skipping the PostgreSQL half (LDP_TEST_POSTGRES_URL is not \
-                     set); running the SQLite half only"
+                     set); running the SQLite half only. These PostgreSQL-only tests pass \
+                     without checking anything: {}",
+                    PG_ONLY_TESTS.join(", ")
                 );
             });
             return None;
@@ -88,10 +106,13 @@ impl PgSchema {
             .unwrap();
         conn.close().await.unwrap();
         let options = admin.clone().options([("search_path", name.as_str())]);
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let url = format!("{url}{sep}options=-c%20search_path%3D{name}");
         Some(Self {
             admin,
             name,
             options,
+            url,
         })
     }
 }
@@ -470,6 +491,103 @@ async fn concurrent_releases_never_exceed_the_budget(b: &Backend, tasks: usize, 
     );
 }
 
+/// Commit groups racing over shared batch ids: task `i` commits the ids `i`
+/// and `i + 1` (mod `n`), so every id is in two concurrent groups. Every id
+/// must be fresh in exactly one of them and counted once in the statistics
+/// (on PostgreSQL the ids are inserted in a fixed order, so the groups wait
+/// for each other rather than deadlock).
+async fn overlapping_groups_count_each_batch_once(b: &Backend, rounds: u8) {
+    const N: u8 = 8;
+    for round in 0..rounds {
+        let id = |i: u8| vec![round, i % N];
+        let handles: Vec<_> = (0..N)
+            .map(|i| {
+                let store = Arc::clone(&b.store);
+                let group = [batch(&id(i), 0, &[1, 0]), batch(&id(i + 1), 0, &[0, 1])];
+                tokio::spawn(async move {
+                    let fresh = store.commit_batches(&group, 1).await.unwrap();
+                    group
+                        .into_iter()
+                        .zip(fresh)
+                        .map(|(batch, fresh)| (batch.batch_id, fresh))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut fresh_count = std::collections::BTreeMap::new();
+        for h in handles {
+            for (batch_id, fresh) in h.await.unwrap() {
+                *fresh_count.entry(batch_id).or_insert(0) += usize::from(fresh);
+            }
+        }
+        assert_eq!(fresh_count.len(), usize::from(N), "{}", b.name);
+        for (batch_id, n) in &fresh_count {
+            assert_eq!(*n, 1, "{}: batch {batch_id:?} fresh {n} times", b.name);
+        }
+    }
+    // Each id was committed once with one report, to cell 0 or cell 1
+    // depending on which group won it; together every batch counts once.
+    let (stats, epochs) = b.store.load_stats(1, 1, None, 2).await.unwrap();
+    let batches = u64::from(N) * u64::from(rounds);
+    assert_eq!(stats.reports, batches, "{}", b.name);
+    assert_eq!(stats.counts.iter().sum::<u64>(), batches, "{}", b.name);
+    assert_eq!(epochs, vec![0], "{}", b.name);
+}
+
+/// Opening read-only: the report's reads work, writes fail, and a database
+/// at other migrations than this binary's (a newer one, or none) is refused.
+async fn read_only_open_checks_the_schema(b: &Backend) {
+    let eps = Epsilon::new(1.0).unwrap();
+    let spec = MetricSpec::new("a", eps, MechanismSpec::Binary);
+    b.store.create_metric(spec, 1).await.unwrap();
+    b.store.close().await.unwrap();
+    let reader = b.reopen.open_read_only().await.unwrap();
+    assert_eq!(reader.load_metrics().await.unwrap().len(), 1, "{}", b.name);
+    assert!(reader.close_epoch(1, 0, 2).await.is_err(), "{}", b.name);
+    assert!(
+        reader.closed_epochs().await.unwrap().is_empty(),
+        "{}",
+        b.name
+    );
+    reader.close().await.unwrap();
+
+    // A newer binary's migration applied: refused, naming the versions.
+    run_sql(
+        b,
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+         execution_time) SELECT 9999, 'from the future', success, checksum, 0 \
+         FROM _sqlx_migrations WHERE version = 1",
+    )
+    .await;
+    let err = b.reopen.open_read_only().await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Schema(_)) && err.to_string().contains("9999"),
+        "{}: {err}",
+        b.name
+    );
+    // No ldp schema at all.
+    run_sql(b, "DROP TABLE _sqlx_migrations").await;
+    let err = b.reopen.open_read_only().await.unwrap_err();
+    assert!(matches!(err, StoreError::Schema(_)), "{}: {err}", b.name);
+}
+
+/// Runs `sql` on the backend's database outside the store.
+async fn run_sql(b: &Backend, sql: &'static str) {
+    match &b.reopen {
+        Database::Sqlite(path) => {
+            let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+            let mut conn = options.connect().await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+        }
+        Database::Postgres(options) => {
+            let mut conn = options.connect().await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+        }
+    }
+}
+
 // ---------------------------------------------------------------- tests
 
 #[tokio::test]
@@ -526,6 +644,253 @@ async fn many_concurrent_releases_fit_the_budget() {
         concurrent_releases_never_exceed_the_budget(&b, 16, 0.3).await;
         b.store.close().await.unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overlapping_commit_groups_race() {
+    for b in backends().await {
+        overlapping_groups_count_each_batch_once(&b, 4).await;
+        b.store.close().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn read_only_open_contract() {
+    for b in backends().await {
+        read_only_open_checks_the_schema(&b).await;
+    }
+}
+
+/// The backend pid holding [`ServerLock`] of `schema` (key: `ldp`, hash of the
+/// schema name), if any.
+async fn lock_holder(schema: &PgSchema) -> Option<i32> {
+    let mut conn = schema.admin.connect().await.unwrap();
+    let pid = sqlx::query_scalar(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND classid::bigint = 7103600 AND objsubid = 2 \
+         AND objid::bigint = (hashtext($1)::bigint & 4294967295)",
+    )
+    .bind(&schema.name)
+    .fetch_optional(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    pid
+}
+
+/// Ends the backend `pid` as a restart or `idle_session_timeout` would.
+async fn terminate_backend(schema: &PgSchema, pid: i32) {
+    let mut conn = schema.admin.connect().await.unwrap();
+    let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(ended, "could not terminate backend {pid}");
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn server_lock_check_fails_once_its_backend_is_gone() {
+    let Some(schema) = PgSchema::create().await else {
+        return;
+    };
+    let mut lock = ServerLock::try_acquire(&schema.options)
+        .await
+        .unwrap()
+        .expect("a free schema's lock");
+    lock.check().await.unwrap();
+    let pid = lock_holder(&schema)
+        .await
+        .expect("the lock shows in pg_locks");
+    terminate_backend(&schema, pid).await;
+    assert!(lock.check().await.is_err(), "a lost lock passed its check");
+    let again = ServerLock::try_acquire(&schema.options).await.unwrap();
+    assert!(again.is_some(), "the lost lock was still held");
+    again.unwrap().release().await.unwrap();
+}
+
+/// `ldp serve` on PostgreSQL whose lock connection is terminated: it notices
+/// at its next check, shuts down and exits with an error naming the lock.
+#[tokio::test]
+async fn serve_stops_when_its_lock_is_lost() {
+    let Some(schema) = PgSchema::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "serve-lock-test-token\n").unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ldp"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--lock-check-seconds",
+            "1",
+        ])
+        .arg("--db")
+        .arg(&schema.url)
+        .arg("--token-file")
+        .arg(&token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert!(line.starts_with("listening on"), "{line:?}");
+    let pid = lock_holder(&schema).await.expect("serve holds the lock");
+    terminate_backend(&schema, pid).await;
+    // Bounded wait, so a regression fails instead of hanging the run.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("ldp serve kept running after losing its lock");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{status:?}: {stderr}");
+    assert!(stderr.contains("lost the server lock"), "{stderr}");
+    let again = ServerLock::try_acquire(&schema.options).await.unwrap();
+    assert!(again.is_some(), "the stopped server's lock was still held");
+    again.unwrap().release().await.unwrap();
+}
+
+/// A session whose default isolation is SERIALIZABLE (as a role or database
+/// may set it): a commit that waits for a concurrent insert of one of its
+/// batch ids still succeeds and counts that id as a duplicate, because the
+/// store's connections run READ COMMITTED. Under REPEATABLE READ or
+/// SERIALIZABLE it fails with "could not serialize access".
+#[tokio::test]
+async fn writes_are_read_committed_whatever_the_session_default() {
+    let Some(schema) = PgSchema::create().await else {
+        return;
+    };
+    let options = schema
+        .options
+        .clone()
+        .options([("default_transaction_isolation", "serializable")]);
+    let store = Arc::new(PostgresStore::open(options).await.unwrap());
+    let mut blocker = schema.options.connect().await.unwrap();
+    let blocker_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut blocker)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "BEGIN; INSERT INTO batches (batch_id, received_at, reports) VALUES ('\\x78', 0, 1)",
+    )
+    .execute(&mut blocker)
+    .await
+    .unwrap();
+    let committing = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            store
+                .commit_batches(&[batch(b"x", 0, &[1]), batch(b"y", 0, &[1])], 1)
+                .await
+        })
+    };
+    // Wait until the commit is blocked on the uncommitted id.
+    let mut watcher = schema.admin.connect().await.unwrap();
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+        )
+        .bind(blocker_pid)
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(!committing.is_finished(), "the commit did not wait");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    watcher.close().await.unwrap();
+    sqlx::raw_sql("COMMIT").execute(&mut blocker).await.unwrap();
+    blocker.close().await.unwrap();
+    let fresh = committing
+        .await
+        .unwrap()
+        .expect("the waiting commit failed");
+    assert_eq!(fresh, [false, true]);
+    let (stats, _) = store.load_stats(1, 1, None, 2).await.unwrap();
+    assert_eq!(stats.reports, 1);
+    store.close().await.unwrap();
+}
+
+/// `ldp privacy-report` as a role that may only read the schema (`USAGE` and
+/// `SELECT`): opening migrates nothing, so it needs no `CREATE`. Opening with
+/// migrations as that role fails. Skipped (with a message) when the test
+/// URL's user cannot create roles.
+#[tokio::test]
+async fn privacy_report_needs_only_select() {
+    let Some(schema) = PgSchema::create().await else {
+        return;
+    };
+    let store: Arc<dyn Store> =
+        Arc::new(PostgresStore::open(schema.options.clone()).await.unwrap());
+    let eps = Epsilon::new(1.0).unwrap();
+    store
+        .create_metric(MetricSpec::new("a", eps, MechanismSpec::Binary), 1)
+        .await
+        .unwrap();
+    let budget = Budget::new(1.0, 1e-5).unwrap();
+    store
+        .set_dataset_budget("adult", budget, 1)
+        .await
+        .unwrap()
+        .unwrap();
+    store.close().await.unwrap();
+
+    let mut admin = schema.admin.connect().await.unwrap();
+    let can_create_roles: bool = sqlx::query_scalar(
+        "SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    if !can_create_roles {
+        eprintln!("privacy_report_needs_only_select: the test user cannot create roles; skipped");
+        return;
+    }
+    let role = format!("{}_auditor", schema.name);
+    let password = Token::generate().expose().to_string();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {role} LOGIN PASSWORD '{password}'; \
+         GRANT USAGE ON SCHEMA {schema} TO {role}; \
+         GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}",
+        schema = schema.name
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let auditor = Database::Postgres(Box::new(
+        schema.options.clone().username(&role).password(&password),
+    ));
+    let report = privacy_report::from_db(&auditor).await;
+    let migrating = auditor.open().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP OWNED BY {role}; DROP ROLE {role}"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.unwrap();
+    let report = report.expect("a read-only role could not build the report");
+    assert_eq!((report.metrics.len(), report.datasets.len()), (1, 1));
+    assert!(
+        migrating.is_err(),
+        "a role without CREATE could open with migrations"
+    );
 }
 
 #[tokio::test]

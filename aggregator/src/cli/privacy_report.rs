@@ -10,10 +10,14 @@
 //! `ldp serve --db` takes) rather than asking a running server, so an auditor
 //! needs no token and sees exactly what is stored, not what a server's
 //! configuration claims. The database may belong to a running server (SQLite's
-//! WAL mode and PostgreSQL's snapshots give a consistent read); opening applies
-//! pending schema migrations, as `ldp serve` would.
+//! WAL mode and PostgreSQL's snapshots give a consistent read). It is opened
+//! read-only and never migrated ([`Database::open_read_only`]): a PostgreSQL
+//! role with `USAGE` on the schema and `SELECT` on its tables is enough, and a
+//! database whose schema is older or newer than this binary's is refused with
+//! an error naming both, rather than migrated under a live server.
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use anyhow::Context;
 
@@ -25,7 +29,7 @@ use crate::store::Database;
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// The server's database: its SQLite file or its `postgres://` URL.
-    #[arg(long)]
+    #[arg(long, value_parser = Database::from_str)]
     pub db: Database,
     /// Directory to write `privacy-report.json` and `privacy-report.html` to.
     #[arg(long)]
@@ -51,7 +55,10 @@ pub async fn from_db(db: &Database) -> anyhow::Result<PrivacyReport> {
     if let Database::Sqlite(path) = db {
         anyhow::ensure!(path.is_file(), "no database file at {}", path.display());
     }
-    let store = db.open().await.with_context(|| format!("opening {db}"))?;
+    let store = db
+        .open_read_only()
+        .await
+        .with_context(|| format!("opening {db} read-only"))?;
     let specs = store.load_metrics().await?;
     let device = store.device_budgets().await?;
     let ledger = store.load_ledger().await?;

@@ -24,10 +24,18 @@
 //! schema) on a connection of its own. Either is held until the process ends,
 //! and a second `ldp serve` on the same database refuses to start. Readers
 //! such as `ldp privacy-report` take no lock.
+//!
+//! A PostgreSQL lock lives as long as its connection, which could drop while
+//! the server runs (a database restart, `idle_session_timeout`, a NAT timeout).
+//! The server queries that connection every `--lock-check-seconds` (30 by
+//! default); when the query fails it logs an error, shuts down gracefully (no
+//! new requests; batches already committed are acknowledged) and exits with
+//! an error, so a supervisor restarts it and it takes the lock anew.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -45,7 +53,7 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
     /// SQLite database file (created on first start), or a `postgres://` URL.
-    #[arg(long, default_value = "ldp.db")]
+    #[arg(long, default_value = "ldp.db", value_parser = Database::from_str)]
     pub db: Database,
     /// File holding the bearer token (default: `LDP_TOKEN`, else `<db>.token`
     /// for SQLite; PostgreSQL needs this or `LDP_TOKEN`).
@@ -69,11 +77,15 @@ pub struct Args {
     /// PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// PostgreSQL: seconds between checks that the server lock's connection is
+    /// alive; the server stops when one fails (at least 1).
+    #[arg(long, default_value_t = 30, value_parser = at_least::<1>)]
+    pub lock_check_seconds: usize,
 }
 
 /// Runs the server until a signal.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let lock = lock_database(&args.db).await?;
+    let mut lock = lock_database(&args.db).await?;
     let env_token = std::env::var("LDP_TOKEN").ok();
     let token = resolve_token(args.token_file.as_deref(), env_token, &args.db)?;
     let mut config = Config::new(args.listen, args.db.clone(), &token);
@@ -103,10 +115,28 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     writeln!(out, "listening on {}", running.local_addr())?;
     out.flush()?;
     drop(out);
-    shutdown_signal().await?;
-    tracing::info!("signal received, shutting down");
+    let lost = tokio::select! {
+        signal = shutdown_signal() => {
+            signal?;
+            tracing::info!("signal received, shutting down");
+            None
+        }
+        e = lock.lost(Duration::from_secs(args.lock_check_seconds as u64)) => {
+            tracing::error!(
+                "lost the server lock of {}: {e:#}; shutting down",
+                args.db
+            );
+            Some(e)
+        }
+    };
     running.shutdown().await?;
-    lock.release().await
+    match lost {
+        None => lock.release().await,
+        Some(e) => Err(e.context(format!(
+            "stopped: lost the server lock of {} (another server may now take it)",
+            args.db
+        ))),
+    }
 }
 
 /// Parses an integer option that must be at least `MIN` (0 would refuse every
@@ -130,6 +160,33 @@ enum DatabaseLock {
 }
 
 impl DatabaseLock {
+    /// Resolves when the lock is found lost, checking every `period`; a check
+    /// that takes longer than `period` (and at least 10 s, so a busy database
+    /// does not stop the server) counts as a loss: a connection dropped
+    /// silently by a NAT would otherwise hang until TCP gives up. A file lock
+    /// cannot be lost, so it never resolves for one.
+    async fn lost(&mut self, period: Duration) -> anyhow::Error {
+        let Self::Postgres(lock) = self else {
+            return std::future::pending().await;
+        };
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await; // the first tick is immediate
+        loop {
+            ticks.tick().await;
+            let patience = period.max(Duration::from_secs(10));
+            match tokio::time::timeout(patience, lock.check()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return e.into(),
+                Err(_) => {
+                    return anyhow::anyhow!(
+                        "the lock connection did not answer within {patience:?}"
+                    );
+                }
+            }
+        }
+    }
+
     async fn release(self) -> anyhow::Result<()> {
         match self {
             Self::File(file) => drop(file),
@@ -292,5 +349,30 @@ mod tests {
         // The password never shows.
         let db: Database = "postgres://u:hunter2@h/db".parse().unwrap();
         assert!(!format!("{db} {db:?}").contains("hunter2"), "{db:?}");
+    }
+
+    /// Regression: clap prefers `From<&str>` (always a SQLite path) to
+    /// `FromStr`, which made `--db postgres://...` a file name.
+    #[test]
+    fn db_flags_accept_postgres_urls() {
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            args: Args,
+        }
+        #[derive(clap::Parser)]
+        struct Report {
+            #[command(flatten)]
+            args: crate::cli::privacy_report::Args,
+        }
+        let url = "postgres://u@h/db";
+        let serve = <Serve as clap::Parser>::try_parse_from(["ldp", "--db", url]).unwrap();
+        assert!(matches!(serve.args.db, Database::Postgres(_)));
+        assert_eq!(serve.args.lock_check_seconds, 30);
+        let report =
+            <Report as clap::Parser>::try_parse_from(["ldp", "--db", url, "--out", "x"]).unwrap();
+        assert!(matches!(report.args.db, Database::Postgres(_)));
+        let file = <Serve as clap::Parser>::try_parse_from(["ldp"]).unwrap();
+        assert!(matches!(file.args.db, Database::Sqlite(p) if p == Path::new("ldp.db")));
     }
 }

@@ -14,6 +14,10 @@
 //! assert!(matches!(pg, Database::Postgres(_)));
 //! let file: Database = "ldp.db".parse().unwrap();
 //! assert!(matches!(file, Database::Sqlite(_)));
+//! // `From` takes paths only (so `Config::new(addr, "ldp.db", &token)` works).
+//! let path = Database::from("ldp.db");
+//! assert!(matches!(path, Database::Sqlite(_)));
+//! assert!(matches!(Database::from(std::path::Path::new("x.db")), Database::Sqlite(_)));
 //! ```
 //!
 //! # Guarantees every implementation keeps
@@ -36,7 +40,7 @@ mod rows;
 pub mod sqlite;
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -66,6 +70,10 @@ pub enum StoreError {
     /// A database address could not be parsed.
     #[error("invalid database address: {0}")]
     Address(String),
+    /// Opening without migrating found a schema other than the one this
+    /// binary's migrations build (older, newer, edited, or not an ldp database).
+    #[error("database schema mismatch: {0}")]
+    Schema(String),
 }
 
 /// Which database a server or a report reads: a SQLite file, or a PostgreSQL
@@ -92,6 +100,62 @@ impl Database {
             }
         })
     }
+
+    /// Opens an existing store for reading only: creates nothing, applies no
+    /// migration, and refuses ([`StoreError::Schema`]) a database whose
+    /// applied migrations are not exactly this binary's. Every transaction is
+    /// read-only, so its writing methods fail; a role that may only read the
+    /// tables (PostgreSQL `USAGE` on the schema and `SELECT` on its tables) is
+    /// enough.
+    pub async fn open_read_only(&self) -> Result<Arc<dyn Store>, StoreError> {
+        Ok(match self {
+            Self::Sqlite(path) => Arc::new(sqlite::SqliteStore::open_read_only(path).await?),
+            Self::Postgres(options) => {
+                Arc::new(postgres::PostgresStore::open_read_only((**options).clone()).await?)
+            }
+        })
+    }
+}
+
+/// Checks the rows of `_sqlx_migrations` (version, checksum, success), as
+/// read by `applied`, against `migrator`: the same versions with the same
+/// checksums, all successful.
+pub(crate) fn check_applied_migrations(
+    migrator: &sqlx::migrate::Migrator,
+    applied: Result<Vec<(i64, Vec<u8>, bool)>, sqlx::Error>,
+) -> Result<(), StoreError> {
+    let applied = applied.map_err(|e| {
+        StoreError::Schema(format!(
+            "cannot read the applied migrations (_sqlx_migrations); is this a database \
+             `ldp serve` has opened, and may this role read it? ({e})"
+        ))
+    })?;
+    let ups: Vec<_> = migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .collect();
+    let expected: Vec<i64> = ups.iter().map(|m| m.version).collect();
+    let found: Vec<i64> = applied.iter().map(|(v, _, _)| *v).collect();
+    if found != expected {
+        return Err(StoreError::Schema(format!(
+            "the database has migrations {found:?} applied, this ldp expects {expected:?}; \
+             open it with the ldp version that wrote it, or let `ldp serve` of this \
+             version migrate it first"
+        )));
+    }
+    for ((version, checksum, success), m) in applied.iter().zip(ups) {
+        if !success {
+            return Err(StoreError::Schema(format!(
+                "migration {version} did not complete"
+            )));
+        }
+        if checksum.as_slice() != &*m.checksum {
+            return Err(StoreError::Schema(format!(
+                "migration {version} was applied from other SQL than this ldp's"
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl FromStr for Database {
@@ -108,9 +172,28 @@ impl FromStr for Database {
     }
 }
 
+/// The SQLite file at a path.
 impl From<PathBuf> for Database {
     fn from(path: PathBuf) -> Self {
         Self::Sqlite(path)
+    }
+}
+
+/// The SQLite file at a path.
+impl From<&Path> for Database {
+    fn from(path: &Path) -> Self {
+        Self::Sqlite(path.to_path_buf())
+    }
+}
+
+/// The SQLite file at a path, so `Config::new(addr, "ldp.db", &token)` works.
+/// The string is always a path, also `postgres://...` (this conversion cannot
+/// fail): parse URLs with [`str::parse`]. clap prefers `From<&str>` to
+/// [`FromStr`], so a clap argument of this type needs
+/// `value_parser = Database::from_str` to accept URLs.
+impl From<&str> for Database {
+    fn from(path: &str) -> Self {
+        Self::Sqlite(PathBuf::from(path))
     }
 }
 

@@ -1,13 +1,27 @@
 //! The PostgreSQL [`Store`]: the same tables, statements and guarantees as
 //! [`SqliteStore`](super::sqlite::SqliteStore), on a database that must exist.
 //!
-//! Opening applies the migrations in `aggregator/migrations/postgres` (embedded
-//! in the binary) to the first schema of the connection's `search_path`, so
-//! one database can hold several aggregators in separate schemas
-//! (`postgres://host/db?options=-c%20search_path%3Dname`). Every connection
-//! runs with `synchronous_commit=on`: a commit that returned is in the
-//! server's write-ahead log on disk. TLS follows the URL's `sslmode` (rustls
-//! with the WebPKI roots; `sslrootcert` names another CA).
+//! [`PostgresStore::open`] applies the migrations in
+//! `aggregator/migrations/postgres` (embedded in the binary) to the first
+//! schema of the connection's `search_path`, so one database can hold several
+//! aggregators in separate schemas
+//! (`postgres://host/db?options=-c%20search_path%3Dname`);
+//! [`PostgresStore::open_read_only`] migrates nothing and refuses a schema at
+//! other migrations than this binary's. Every connection runs with
+//! `synchronous_commit=on` (a commit that returned is in the server's
+//! write-ahead log on disk) and `default_transaction_isolation=read
+//! committed`, whatever the role or database sets: the reasoning below needs
+//! READ COMMITTED, and under REPEATABLE READ or SERIALIZABLE concurrent
+//! upserts of one counter would fail with serialization errors.
+//!
+//! TLS follows the URL's `sslmode` (rustls with the WebPKI roots;
+//! `sslrootcert` names another CA). Only `sslmode=verify-full` authenticates
+//! the server (certificate chain and host name); `verify-ca` checks the chain
+//! but not the name, and `require` and `prefer` (the default) encrypt without
+//! checking either, so an attacker on the path can pose as the server. Use
+//! `verify-full` (with `sslrootcert=` for a private CA) anywhere but loopback.
+//! Keep the password out of the URL (a command line shows in `ps`): sqlx reads
+//! `PGPASSWORD` and `~/.pgpass`.
 //!
 //! # How the guarantees are kept
 //! - [`Store::commit_batches`] is one transaction; batch ids go through
@@ -59,6 +73,10 @@ const SERVER_LOCK_CLASS: i32 = 0x006c_6470;
 /// Admin writes.
 const POOL_SIZE: u32 = 8;
 
+/// `application_name` of the [`ServerLock`] connection, so an operator can
+/// find it in `pg_stat_activity`.
+pub const SERVER_LOCK_APPLICATION_NAME: &str = "ldp server lock";
+
 /// A [`Store`] on one PostgreSQL schema.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
@@ -77,13 +95,16 @@ pub(crate) fn describe(options: &PgConnectOptions) -> String {
     )
 }
 
-/// The options every connection of the store uses: durable commits, and no
-/// notices below warnings (migrations re-checking their table say "already
-/// exists, skipping" on every start).
+/// The options every connection of the store uses: durable commits, READ
+/// COMMITTED unless a transaction asks otherwise (these come after the URL's
+/// own `options`, and startup options override role and database defaults),
+/// and no notices below warnings (migrations re-checking their table say
+/// "already exists, skipping" on every start).
 fn durable(options: PgConnectOptions) -> PgConnectOptions {
     options
         .options([
             ("synchronous_commit", "on"),
+            ("default_transaction_isolation", "read committed"),
             ("client_min_messages", "warning"),
         ])
         .application_name("ldp")
@@ -98,6 +119,30 @@ impl PostgresStore {
             .connect_with(durable(options))
             .await?;
         MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Connects to an existing store for reading only: applies no migration
+    /// (so it needs no `CREATE` privilege), refuses with
+    /// [`StoreError::Schema`] a schema whose `_sqlx_migrations` rows differ
+    /// from this binary's migrations, and runs every transaction read-only
+    /// (`default_transaction_read_only=on`), so writes through it fail.
+    pub async fn open_read_only(options: PgConnectOptions) -> Result<Self, StoreError> {
+        let options = durable(options).options([("default_transaction_read_only", "on")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        let applied = sqlx::query_as(
+            "SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version",
+        )
+        .fetch_all(&pool)
+        .await;
+        if let Err(e) = super::check_applied_migrations(&MIGRATOR, applied) {
+            pool.close().await;
+            return Err(e);
+        }
         Ok(Self { pool })
     }
 
@@ -238,8 +283,11 @@ impl Store for PostgresStore {
 /// of its own until [`ServerLock::release`] or the process ends (PostgreSQL
 /// releases it when the connection closes, also after a crash).
 ///
-/// If the connection is lost while the server runs (the database restarted),
-/// the lock is gone and a second server could start; the lock guards against
+/// If the connection is lost while the server runs (the database restarted,
+/// `idle_session_timeout`, a NAT or firewall dropped it), the lock is gone and
+/// a second server could start: a holder must call [`ServerLock::check`]
+/// periodically and stop serving when it fails (`ldp serve` does). Between a
+/// loss and the next check two servers may overlap; the lock guards against
 /// starting two servers by mistake, not against every failure.
 #[derive(Debug)]
 pub struct ServerLock {
@@ -248,9 +296,13 @@ pub struct ServerLock {
 
 impl ServerLock {
     /// Takes the lock of the schema `options` connects to; `None` when another
-    /// session holds it.
+    /// session holds it. The connection's `application_name` is
+    /// [`SERVER_LOCK_APPLICATION_NAME`].
     pub async fn try_acquire(options: &PgConnectOptions) -> Result<Option<Self>, StoreError> {
-        let mut conn = durable(options.clone()).connect().await?;
+        let mut conn = durable(options.clone())
+            .application_name(SERVER_LOCK_APPLICATION_NAME)
+            .connect()
+            .await?;
         let locked: bool = sqlx::query_scalar(
             "SELECT pg_try_advisory_lock($1, hashtext(COALESCE(current_schema(), '')))",
         )
@@ -262,6 +314,14 @@ impl ServerLock {
         }
         conn.close().await?;
         Ok(None)
+    }
+
+    /// Checks that the lock's session is still alive, by a query on its
+    /// connection (a session-level advisory lock lives exactly as long as its
+    /// session). An error means the lock may be gone.
+    pub async fn check(&mut self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&mut self.conn).await?;
+        Ok(())
     }
 
     /// Releases the lock by closing its connection.

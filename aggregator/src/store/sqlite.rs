@@ -7,7 +7,9 @@
 //! reads use a separate pool and see the last committed state.
 //!
 //! The schema is versioned with the migrations in `aggregator/migrations/sqlite`,
-//! embedded in the binary and applied at open.
+//! embedded in the binary and applied by [`SqliteStore::open`];
+//! [`SqliteStore::open_read_only`] opens an existing file read-only, migrates
+//! nothing and refuses a file at other migrations than this binary's.
 
 use std::path::Path;
 use std::time::Duration;
@@ -59,6 +61,34 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         Ok(Self { write, read })
+    }
+
+    /// Opens the existing database at `path` read-only (SQLite's
+    /// `SQLITE_OPEN_READONLY`): creates nothing, applies no migration, and
+    /// refuses with [`StoreError::Schema`] a file whose `_sqlx_migrations`
+    /// rows differ from this binary's migrations. Writes through it fail.
+    pub async fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(30));
+        let read = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await?;
+        let applied = sqlx::query_as(
+            "SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version",
+        )
+        .fetch_all(&read)
+        .await;
+        if let Err(e) = super::check_applied_migrations(&MIGRATOR, applied) {
+            read.close().await;
+            return Err(e);
+        }
+        Ok(Self {
+            write: read.clone(),
+            read,
+        })
     }
 
     async fn create_metric_impl(
