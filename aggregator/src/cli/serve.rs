@@ -351,8 +351,8 @@ mod tests {
         assert!(!format!("{db} {db:?}").contains("hunter2"), "{db:?}");
     }
 
-    /// Regression: clap prefers `From<&str>` (always a SQLite path) to
-    /// `FromStr`, which made `--db postgres://...` a file name.
+    /// `--db` parses URLs (clap would otherwise pick any `From<&str>` over
+    /// `FromStr` and make `--db postgres://...` a file name).
     #[test]
     fn db_flags_accept_postgres_urls() {
         #[derive(clap::Parser)]

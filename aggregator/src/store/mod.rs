@@ -14,9 +14,7 @@
 //! assert!(matches!(pg, Database::Postgres(_)));
 //! let file: Database = "ldp.db".parse().unwrap();
 //! assert!(matches!(file, Database::Sqlite(_)));
-//! // `From` takes paths only (so `Config::new(addr, "ldp.db", &token)` works).
-//! let path = Database::from("ldp.db");
-//! assert!(matches!(path, Database::Sqlite(_)));
+//! // `From` takes paths only; a string may be a URL, so it is parsed.
 //! assert!(matches!(Database::from(std::path::Path::new("x.db")), Database::Sqlite(_)));
 //! ```
 //!
@@ -183,17 +181,6 @@ impl From<PathBuf> for Database {
 impl From<&Path> for Database {
     fn from(path: &Path) -> Self {
         Self::Sqlite(path.to_path_buf())
-    }
-}
-
-/// The SQLite file at a path, so `Config::new(addr, "ldp.db", &token)` works.
-/// The string is always a path, also `postgres://...` (this conversion cannot
-/// fail): parse URLs with [`str::parse`]. clap prefers `From<&str>` to
-/// [`FromStr`], so a clap argument of this type needs
-/// `value_parser = Database::from_str` to accept URLs.
-impl From<&str> for Database {
-    fn from(path: &str) -> Self {
-        Self::Sqlite(PathBuf::from(path))
     }
 }
 
