@@ -50,6 +50,7 @@ const PG_ONLY_TESTS: &[&str] = &[
     "writes_are_read_committed_whatever_the_session_default",
     "privacy_report_needs_only_select",
     "server_over_grpc_on_postgres",
+    "the_schema_is_pinned_at_open",
 ];
 
 /// A PostgreSQL schema of its own for one test, dropped when this is dropped
@@ -1027,4 +1028,71 @@ async fn server_over_grpc_on_postgres() {
     assert_eq!(after.reports, 300);
     assert_eq!(after.values, before.values);
     restarted.shutdown().await.unwrap();
+}
+
+/// Regression: the schema was resolved from `search_path` on every statement,
+/// so a schema created later in front of it (`"$user", public` meets `CREATE
+/// SCHEMA AUTHORIZATION ldp`) moved a running server to other tables. The store
+/// and the lock resolve it once, at open, and the store stays on it; a
+/// `search_path` with no existing schema is refused.
+#[tokio::test]
+async fn the_schema_is_pinned_at_open() {
+    let Some(schema) = PgSchema::create().await else {
+        return;
+    };
+    let later = format!("{}_later", schema.name);
+    let path = format!("{later}, {}", schema.name);
+    let options = schema
+        .admin
+        .clone()
+        .options([("search_path", path.as_str())]);
+    let store = PostgresStore::open(options.clone()).await.unwrap();
+    assert_eq!(store.schema(), schema.name);
+    assert!(
+        store.describe().contains(&schema.name),
+        "{}",
+        store.describe()
+    );
+    let lock = ServerLock::try_acquire(&options).await.unwrap().unwrap();
+    assert_eq!(lock.schema(), schema.name);
+    let mut admin = schema.admin.connect().await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE SCHEMA {later}; CREATE TABLE {later}.metrics (LIKE {name}.metrics)",
+        name = schema.name
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let eps = Epsilon::new(1.0).unwrap();
+    let created = store
+        .create_metric(MetricSpec::new("a", eps, MechanismSpec::Binary), 1)
+        .await;
+    let counts: (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT (SELECT count(*) FROM {name}.metrics), (SELECT count(*) FROM {later}.metrics)",
+        name = schema.name
+    )))
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    store.close().await.unwrap();
+    lock.release().await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {later} CASCADE")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    created.unwrap();
+    assert_eq!(counts, (1, 0), "the write left the pinned schema");
+
+    let nowhere = schema
+        .admin
+        .clone()
+        .options([("search_path", later.as_str())]);
+    let err = PostgresStore::open(nowhere.clone()).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Schema(_)) && err.to_string().contains("search_path"),
+        "{err}"
+    );
+    let err = ServerLock::try_acquire(&nowhere).await.unwrap_err();
+    assert!(matches!(err, StoreError::Schema(_)), "{err}");
+    admin.close().await.unwrap();
 }

@@ -3,8 +3,9 @@
 //!
 //! `--db` names the database: a `postgres://` or `postgresql://` URL selects
 //! PostgreSQL (the database must exist; the tables are created in the first
-//! schema of its `search_path`), anything else is a SQLite file (default
-//! `ldp.db`, created on first start).
+//! existing schema of its `search_path`, resolved once at start and pinned for
+//! the life of the process), anything else is a SQLite file (default `ldp.db`,
+//! created on first start).
 //!
 //! The bearer token for Analytics and Admin comes from `--token-file`, else the
 //! `LDP_TOKEN` environment variable, else (SQLite only) the file `<db>.token`

@@ -188,7 +188,7 @@ impl std::fmt::Display for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Sqlite(path) => write!(f, "{}", path.display()),
-            Self::Postgres(options) => f.write_str(&postgres::describe(options)),
+            Self::Postgres(options) => f.write_str(&postgres::describe(options, None)),
         }
     }
 }

@@ -3,11 +3,19 @@
 //!
 //! [`PostgresStore::open`] applies the migrations in
 //! `aggregator/migrations/postgres` (embedded in the binary) to the first
-//! schema of the connection's `search_path`, so one database can hold several
-//! aggregators in separate schemas
+//! existing schema of the connection's `search_path`, so one database can hold
+//! several aggregators in separate schemas
 //! (`postgres://host/db?options=-c%20search_path%3Dname`);
 //! [`PostgresStore::open_read_only`] migrates nothing and refuses a schema at
-//! other migrations than this binary's. Every connection runs with
+//! other migrations than this binary's.
+//!
+//! The schema is resolved once, at open (`SELECT current_schema()`), and every
+//! connection of the store is then pinned to it (`search_path` set to that
+//! schema alone). Without the pin every unqualified statement would resolve
+//! `search_path` anew, and a schema created later (the default `"$user",
+//! public` picks up `CREATE SCHEMA AUTHORIZATION ldp`) would silently move a
+//! running server's writes to other tables. A `search_path` that names no
+//! existing schema is refused. Every connection runs with
 //! `synchronous_commit=on` (a commit that returned is in the server's
 //! write-ahead log on disk) and `default_transaction_isolation=read
 //! committed`, whatever the role or database sets: the reasoning below needs
@@ -81,18 +89,58 @@ pub const SERVER_LOCK_APPLICATION_NAME: &str = "ldp server lock";
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    schema: String,
 }
 
 /// `postgres://user@host:port/database`: an address without its password, for
-/// logs and error messages.
-pub(crate) fn describe(options: &PgConnectOptions) -> String {
-    format!(
+/// logs and error messages; with ` (schema NAME)` when the schema is known.
+pub(crate) fn describe(options: &PgConnectOptions, schema: Option<&str>) -> String {
+    let mut out = format!(
         "postgres://{}@{}:{}/{}",
         options.get_username(),
         options.get_host(),
         options.get_port(),
         options.get_database().unwrap_or_default()
-    )
+    );
+    if let Some(schema) = schema {
+        out.push_str(&format!(" (schema {schema})"));
+    }
+    out
+}
+
+/// The schema unqualified names resolve to on `conn` (`current_schema()`: the
+/// first existing schema of its `search_path`); refused when there is none.
+async fn current_schema(
+    conn: &mut PgConnection,
+    options: &PgConnectOptions,
+) -> Result<String, StoreError> {
+    let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()")
+        .fetch_one(&mut *conn)
+        .await?;
+    schema.ok_or_else(|| {
+        StoreError::Schema(format!(
+            "the search_path of {} names no existing schema; create the schema or set \
+             search_path (options=-c%20search_path%3Dname in the URL)",
+            describe(options, None)
+        ))
+    })
+}
+
+/// Resolves the schema of `options` once (see the module docs) and returns it
+/// with `options` pinned to it: `search_path` set to that schema alone (quoted,
+/// so its case and any special characters survive). The pin comes after the
+/// URL's own options, so it wins.
+async fn pin_schema(options: PgConnectOptions) -> Result<(PgConnectOptions, String), StoreError> {
+    let mut conn = durable(options.clone()).connect().await?;
+    let schema = current_schema(&mut conn, &options).await;
+    conn.close().await?;
+    let schema = schema?;
+    let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
+    tracing::info!(
+        db = %describe(&options, Some(&schema)),
+        "PostgreSQL schema resolved; every connection is pinned to it"
+    );
+    Ok((options.options([("search_path", quoted)]), schema))
 }
 
 /// The options every connection of the store uses: durable commits, READ
@@ -111,15 +159,17 @@ fn durable(options: PgConnectOptions) -> PgConnectOptions {
 }
 
 impl PostgresStore {
-    /// Connects to the database of `options` and applies pending migrations.
+    /// Connects to the database of `options`, pins its schema (see the module
+    /// docs) and applies pending migrations there.
     pub async fn open(options: PgConnectOptions) -> Result<Self, StoreError> {
+        let (options, schema) = pin_schema(options).await?;
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(durable(options))
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, schema })
     }
 
     /// Connects to an existing store for reading only: applies no migration
@@ -128,6 +178,7 @@ impl PostgresStore {
     /// from this binary's migrations, and runs every transaction read-only
     /// (`default_transaction_read_only=on`), so writes through it fail.
     pub async fn open_read_only(options: PgConnectOptions) -> Result<Self, StoreError> {
+        let (options, schema) = pin_schema(options).await?;
         let options = durable(options).options([("default_transaction_read_only", "on")]);
         let pool = PgPoolOptions::new()
             .max_connections(2)
@@ -143,7 +194,18 @@ impl PostgresStore {
             pool.close().await;
             return Err(e);
         }
-        Ok(Self { pool })
+        Ok(Self { pool, schema })
+    }
+
+    /// The schema this store is pinned to.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// `postgres://user@host:port/database (schema NAME)`, without the
+    /// password.
+    pub fn describe(&self) -> String {
+        describe(&self.pool.connect_options(), Some(&self.schema))
     }
 
     async fn create_metric_impl(
@@ -292,28 +354,45 @@ impl Store for PostgresStore {
 #[derive(Debug)]
 pub struct ServerLock {
     conn: PgConnection,
+    schema: String,
 }
 
 impl ServerLock {
-    /// Takes the lock of the schema `options` connects to; `None` when another
-    /// session holds it. The connection's `application_name` is
-    /// [`SERVER_LOCK_APPLICATION_NAME`].
+    /// Takes the lock of the schema `options` connects to (resolved once, as
+    /// [`PostgresStore::open`] does; a `search_path` with no existing schema
+    /// is refused); `None` when another session holds it. The connection's
+    /// `application_name` is [`SERVER_LOCK_APPLICATION_NAME`].
     pub async fn try_acquire(options: &PgConnectOptions) -> Result<Option<Self>, StoreError> {
         let mut conn = durable(options.clone())
             .application_name(SERVER_LOCK_APPLICATION_NAME)
             .connect()
             .await?;
-        let locked: bool = sqlx::query_scalar(
-            "SELECT pg_try_advisory_lock($1, hashtext(COALESCE(current_schema(), '')))",
-        )
-        .bind(SERVER_LOCK_CLASS)
-        .fetch_one(&mut conn)
-        .await?;
+        let schema = match current_schema(&mut conn, options).await {
+            Ok(schema) => schema,
+            Err(e) => {
+                conn.close().await?;
+                return Err(e);
+            }
+        };
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2))")
+            .bind(SERVER_LOCK_CLASS)
+            .bind(&schema)
+            .fetch_one(&mut conn)
+            .await?;
         if locked {
-            return Ok(Some(Self { conn }));
+            tracing::info!(
+                db = %describe(options, Some(&schema)),
+                "took the server lock"
+            );
+            return Ok(Some(Self { conn, schema }));
         }
         conn.close().await?;
         Ok(None)
+    }
+
+    /// The schema this lock is keyed by.
+    pub fn schema(&self) -> &str {
+        &self.schema
     }
 
     /// Checks that the lock's session is still alive, by a query on its
