@@ -51,6 +51,7 @@ const PG_ONLY_TESTS: &[&str] = &[
     "privacy_report_needs_only_select",
     "server_over_grpc_on_postgres",
     "the_schema_is_pinned_at_open",
+    "server_lock_check_fails_once_its_session_releases_it",
 ];
 
 /// A PostgreSQL schema of its own for one test, dropped when this is dropped
@@ -710,6 +711,31 @@ async fn server_lock_check_fails_once_its_backend_is_gone() {
     let again = ServerLock::try_acquire(&schema.options).await.unwrap();
     assert!(again.is_some(), "the lost lock was still held");
     again.unwrap().release().await.unwrap();
+}
+
+/// Regression: the check ran `SELECT 1`, which passes on a session that no
+/// longer holds the lock (released by `pg_advisory_unlock_all()` or a pooler's
+/// `DISCARD ALL`). It asks `pg_locks` instead.
+#[tokio::test]
+async fn server_lock_check_fails_once_its_session_releases_it() {
+    let Some(schema) = PgSchema::create().await else {
+        return;
+    };
+    let mut lock = ServerLock::try_acquire(&schema.options)
+        .await
+        .unwrap()
+        .expect("a free schema's lock");
+    lock.check().await.unwrap();
+    sqlx::query("SELECT pg_advisory_unlock_all()")
+        .execute(lock.session())
+        .await
+        .unwrap();
+    let err = lock.check().await.unwrap_err();
+    assert!(matches!(err, StoreError::LockLost(_)), "{err}");
+    let other = ServerLock::try_acquire(&schema.options).await.unwrap();
+    assert!(other.is_some(), "the released lock was still held");
+    other.unwrap().release().await.unwrap();
+    lock.release().await.unwrap();
 }
 
 /// `ldp serve` on PostgreSQL whose lock connection is terminated: it notices

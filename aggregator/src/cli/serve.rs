@@ -28,8 +28,9 @@
 //!
 //! A PostgreSQL lock lives as long as its connection, which could drop while
 //! the server runs (a database restart, `idle_session_timeout`, a NAT timeout).
-//! The server queries that connection every `--lock-check-seconds` (30 by
-//! default); when the query fails it logs an error, shuts down gracefully (no
+//! The server asks `pg_locks` on that connection every `--lock-check-seconds`
+//! (30 by default) whether its session still holds the lock; when the query
+//! fails or the lock is gone it logs an error, shuts down gracefully (no
 //! new requests; batches already committed are acknowledged) and exits with
 //! an error, so a supervisor restarts it and it takes the lock anew.
 
@@ -78,8 +79,8 @@ pub struct Args {
     /// PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// PostgreSQL: seconds between checks that the server lock's connection is
-    /// alive; the server stops when one fails (at least 1).
+    /// PostgreSQL: seconds between checks that the server lock's session still
+    /// holds the lock; the server stops when one fails (at least 1).
     #[arg(long, default_value_t = 30, value_parser = at_least::<1>)]
     pub lock_check_seconds: usize,
 }

@@ -72,6 +72,10 @@ pub enum StoreError {
     /// binary's migrations build (older, newer, edited, or not an ldp database).
     #[error("database schema mismatch: {0}")]
     Schema(String),
+    /// A server lock's session is alive but no longer holds the lock (it was
+    /// released behind the holder's back).
+    #[error("server lock lost: {0}")]
+    LockLost(String),
 }
 
 /// Which database a server or a report reads: a SQLite file, or a PostgreSQL

@@ -395,12 +395,36 @@ impl ServerLock {
         &self.schema
     }
 
-    /// Checks that the lock's session is still alive, by a query on its
-    /// connection (a session-level advisory lock lives exactly as long as its
-    /// session). An error means the lock may be gone.
+    /// Checks that the lock's session still holds the lock, by asking
+    /// `pg_locks` on its connection: a lost connection fails the query, and a
+    /// lock released on a live session (`pg_advisory_unlock_all()`, a pooler's
+    /// `DISCARD ALL`) is [`StoreError::LockLost`]. An error means the lock may
+    /// be gone.
     pub async fn check(&mut self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&mut self.conn).await?;
-        Ok(())
+        let held: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = pg_backend_pid() \
+             AND locktype = 'advisory' AND granted AND objsubid = 2 \
+             AND classid::bigint = $1 AND objid::bigint = (hashtext($2)::bigint & 4294967295))",
+        )
+        .bind(i64::from(SERVER_LOCK_CLASS))
+        .bind(&self.schema)
+        .fetch_one(&mut self.conn)
+        .await?;
+        if held {
+            Ok(())
+        } else {
+            Err(StoreError::LockLost(format!(
+                "the session no longer holds the advisory lock of schema {}",
+                self.schema
+            )))
+        }
+    }
+
+    /// The lock's own session, for tests that release the lock behind its
+    /// back as a pooler's reset would.
+    #[doc(hidden)]
+    pub fn session(&mut self) -> &mut PgConnection {
+        &mut self.conn
     }
 
     /// Releases the lock by closing its connection.
