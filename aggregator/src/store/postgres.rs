@@ -45,6 +45,10 @@
 //!   before it started).
 //! - Reads that span two statements ([`Store::load_stats`],
 //!   [`LedgerStore::load_ledger`]) run in one `REPEATABLE READ` snapshot.
+//! - Writes and reads use separate pools (as
+//!   [`SqliteStore`](super::sqlite::SqliteStore)'s write and read pools), so
+//!   however many slow Analytics reads run, a group commit never waits for a
+//!   connection behind them.
 //!
 //! # One server per schema
 //! The server caches metrics, device budgets and closed epochs in memory, so
@@ -77,9 +81,14 @@ const MAX_BINDS: usize = 65_535;
 /// second is a hash of the schema.
 const SERVER_LOCK_CLASS: i32 = 0x006c_6470;
 
-/// Connections in the pool: the writer task, concurrent Analytics reads and
-/// Admin writes.
-const POOL_SIZE: u32 = 8;
+/// Connections of the write pool: the writer task's group commits and epoch
+/// closes, and Admin writes. Reads never take one, so slow Analytics reads
+/// cannot make a commit wait (and time out) for a connection.
+const WRITE_POOL_SIZE: u32 = 3;
+
+/// Connections of the read pool: concurrent Analytics reads, and the loads
+/// at start.
+const READ_POOL_SIZE: u32 = 8;
 
 /// `application_name` of the [`ServerLock`] connection, so an operator can
 /// find it in `pg_stat_activity`.
@@ -88,7 +97,10 @@ pub const SERVER_LOCK_APPLICATION_NAME: &str = "ldp server lock";
 /// A [`Store`] on one PostgreSQL schema.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
-    pool: PgPool,
+    /// Every write (see [`WRITE_POOL_SIZE`]).
+    write: PgPool,
+    /// Every read (see [`READ_POOL_SIZE`]).
+    read: PgPool,
     schema: String,
 }
 
@@ -163,13 +175,24 @@ impl PostgresStore {
     /// docs) and applies pending migrations there.
     pub async fn open(options: PgConnectOptions) -> Result<Self, StoreError> {
         let (options, schema) = pin_schema(options).await?;
-        let pool = PgPoolOptions::new()
-            .max_connections(POOL_SIZE)
+        let options = durable(options);
+        let write = PgPoolOptions::new()
+            .max_connections(WRITE_POOL_SIZE)
+            .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(durable(options))
+            .connect_with(options.clone())
             .await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Self { pool, schema })
+        MIGRATOR.run(&write).await?;
+        let read = PgPoolOptions::new()
+            .max_connections(READ_POOL_SIZE)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        Ok(Self {
+            write,
+            read,
+            schema,
+        })
     }
 
     /// Connects to an existing store for reading only: applies no migration
@@ -194,7 +217,11 @@ impl PostgresStore {
             pool.close().await;
             return Err(e);
         }
-        Ok(Self { pool, schema })
+        Ok(Self {
+            write: pool.clone(),
+            read: pool,
+            schema,
+        })
     }
 
     /// The schema this store is pinned to.
@@ -205,7 +232,7 @@ impl PostgresStore {
     /// `postgres://user@host:port/database (schema NAME)`, without the
     /// password.
     pub fn describe(&self) -> String {
-        describe(&self.pool.connect_options(), Some(&self.schema))
+        describe(&self.read.connect_options(), Some(&self.schema))
     }
 
     async fn create_metric_impl(
@@ -213,7 +240,7 @@ impl PostgresStore {
         spec: MetricSpec,
         now: i64,
     ) -> Result<(MetricSpec, bool), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write.begin().await?;
         sqlx::query("LOCK TABLE metrics IN SHARE ROW EXCLUSIVE MODE")
             .execute(&mut *tx)
             .await?;
@@ -227,7 +254,7 @@ impl PostgresStore {
         batches: &[BatchDelta],
         now: i64,
     ) -> Result<Vec<bool>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write.begin().await?;
         let fresh = portable::commit_batches::<Postgres>(&mut tx, batches, now, MAX_BINDS).await?;
         tx.commit().await?;
         Ok(fresh)
@@ -259,7 +286,7 @@ impl PostgresStore {
             }
         };
         let mut tx = self
-            .pool
+            .read
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await?;
         let mut qb =
@@ -287,7 +314,7 @@ impl PostgresStore {
 impl Store for PostgresStore {
     fn load_metrics(&self) -> StoreFuture<'_, Vec<MetricSpec>> {
         Box::pin(async move {
-            portable::load_metrics::<Postgres>(&mut *self.pool.acquire().await?).await
+            portable::load_metrics::<Postgres>(&mut *self.read.acquire().await?).await
         })
     }
 
@@ -315,26 +342,27 @@ impl Store for PostgresStore {
 
     fn close_epoch(&self, metric_id: u32, epoch: u64, now: i64) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            let mut conn = self.pool.acquire().await?;
+            let mut conn = self.write.acquire().await?;
             portable::close_epoch::<Postgres>(&mut conn, metric_id, epoch, now).await
         })
     }
 
     fn closed_epochs(&self) -> StoreFuture<'_, Vec<(u32, u64)>> {
         Box::pin(async move {
-            portable::closed_epochs::<Postgres>(&mut *self.pool.acquire().await?).await
+            portable::closed_epochs::<Postgres>(&mut *self.read.acquire().await?).await
         })
     }
 
     fn purge_raw(&self, before: i64) -> StoreFuture<'_, u64> {
         Box::pin(async move {
-            portable::purge_raw::<Postgres>(&mut *self.pool.acquire().await?, before).await
+            portable::purge_raw::<Postgres>(&mut *self.write.acquire().await?, before).await
         })
     }
 
     fn close(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            self.pool.close().await;
+            self.write.close().await;
+            self.read.close().await;
             Ok(())
         })
     }

@@ -29,7 +29,7 @@ impl PostgresStore {
         budget: Budget,
         now: i64,
     ) -> Result<LedgerOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write.begin().await?;
         lock(&mut tx).await?;
         let outcome =
             portable::set_dataset_budget::<Postgres>(&mut tx, dataset, budget, now).await?;
@@ -42,7 +42,7 @@ impl PostgresStore {
         release: &Release,
         now: i64,
     ) -> Result<LedgerOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write.begin().await?;
         lock(&mut tx).await?;
         let outcome = portable::record_release::<Postgres>(&mut tx, release, now).await?;
         tx.commit().await?;
@@ -55,7 +55,7 @@ impl LedgerStore for PostgresStore {
         Box::pin(async move {
             // One read transaction: budgets and releases from the same snapshot.
             let mut tx = self
-                .pool
+                .read
                 .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .await?;
             let ledger = portable::load_ledger::<Postgres>(&mut tx).await?;
@@ -88,14 +88,14 @@ impl LedgerStore for PostgresStore {
         now: i64,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let mut conn = self.pool.acquire().await?;
+            let mut conn = self.write.acquire().await?;
             portable::set_device_budget::<Postgres>(&mut conn, metric, policy, now).await
         })
     }
 
     fn device_budgets(&self) -> StoreFuture<'_, Vec<(String, BudgetPolicy)>> {
         Box::pin(async move {
-            portable::device_budgets::<Postgres>(&mut *self.pool.acquire().await?).await
+            portable::device_budgets::<Postgres>(&mut *self.read.acquire().await?).await
         })
     }
 }
