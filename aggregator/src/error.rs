@@ -9,7 +9,7 @@
 //! | `NotFound` (unknown metric name in Analytics/Admin) | `NOT_FOUND` |
 //! | `FailedPrecondition` (closed epoch; the mean of no reports) | `FAILED_PRECONDITION` |
 //! | `ResourceExhausted` (batch too large) | `RESOURCE_EXHAUSTED` |
-//! | `Unavailable` (shutting down) | `UNAVAILABLE` |
+//! | `Unavailable` (shutting down; the database could not commit a valid batch) | `UNAVAILABLE` |
 //! | `Store`, `Internal` | `INTERNAL` (details only in the log) |
 //!
 //! Unauthenticated requests never reach a handler: the interceptor in
@@ -35,7 +35,8 @@ pub enum ServiceError {
     /// The request exceeds a configured limit.
     #[error("{0}")]
     ResourceExhausted(String),
-    /// The server is shutting down.
+    /// The server is shutting down, or the database could not commit a valid
+    /// batch: the client should retry.
     #[error("{0}")]
     Unavailable(String),
     /// The database failed.

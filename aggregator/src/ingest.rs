@@ -465,9 +465,16 @@ async fn commit_group(store: &dyn Store, closed: &ClosedEpochs, group: Vec<Pendi
             true
         }
         Err(e) => {
+            // The batches are valid; the database could not take them now (a
+            // restart, a lost connection, a full disk). UNAVAILABLE tells the
+            // device to keep them and retry: their reports are already
+            // randomized and paid for, and the batch id makes a retry count
+            // once even if this commit did land.
             tracing::error!(error = %e, batches = batches.len(), "group commit failed");
             for ack in acks {
-                let _ = ack.send(Err(ServiceError::Internal("commit failed".into())));
+                let _ = ack.send(Err(ServiceError::Unavailable(
+                    "the database could not commit the batch; retry it".into(),
+                )));
             }
             false
         }
@@ -526,6 +533,33 @@ mod tests {
             MetricSpec::new("big", Epsilon::new(1.0).unwrap(), mechanism).with_epoch_seconds(1);
         (spec.metric_id, spec.version, spec.created_at) = (1, 1, 1_000_000);
         spec
+    }
+
+    /// Regression: a failed group commit answered INTERNAL, which devices
+    /// treat as a permanent refusal: they dropped already-randomized batches
+    /// whenever the database was briefly unreachable. A commit failure is
+    /// UNAVAILABLE (retried by the SDK client), and nothing is acknowledged.
+    #[tokio::test]
+    async fn a_failed_commit_is_unavailable_so_devices_retry() {
+        let ingest = ingest_with(spec_with_epochs(MechanismSpec::Grr { domain_size: 4 }));
+        let batch = ingest
+            .validate(
+                request(&Report::Index(1), [1_000_050].into_iter()),
+                1_000_100,
+            )
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::sqlite::SqliteStore::open(&dir.path().join("t.db"))
+            .await
+            .unwrap();
+        store.close().await.unwrap(); // the database is gone
+        let (ack, done) = oneshot::channel();
+        let committed = commit_group(&store, &ClosedEpochs::default(), vec![(batch, ack)]).await;
+        assert!(!committed);
+        let err = done.await.unwrap().unwrap_err();
+        assert!(matches!(err, ServiceError::Unavailable(_)), "{err}");
+        let code = tonic::Status::from(err).code();
+        assert!(ldp_sdk::client::is_retryable(code), "{code:?}");
     }
 
     /// Regression: Admin.CloseEpoch with epoch 2^64 - 1 reached the store, whose
