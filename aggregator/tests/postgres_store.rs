@@ -7,7 +7,8 @@
 //! by release id, concurrent releases never both spend a budget only one
 //! fits), commit groups racing over shared batch ids, opening read-only
 //! without migrating (and refusing another schema version), the one-server
-//! lock and its loss, and a server over gRPC on PostgreSQL.
+//! lock and its loss, the schema pinned at open, Admin names with control
+//! characters refused alike, and a server over gRPC on PostgreSQL.
 //!
 //! PostgreSQL comes from `LDP_TEST_POSTGRES_URL` (a database the tests may
 //! create schemas in; `.ci/run` starts a throwaway cluster and sets it). Each
@@ -660,6 +661,74 @@ async fn overlapping_commit_groups_race() {
 async fn read_only_open_contract() {
     for b in backends().await {
         read_only_open_checks_the_schema(&b).await;
+    }
+}
+
+/// Regression: a NUL in an Admin-supplied data set name or release id was
+/// stored by SQLite but failed on PostgreSQL's `TEXT` with INTERNAL. Both
+/// servers answer INVALID_ARGUMENT and store nothing.
+#[tokio::test]
+async fn admin_names_with_control_characters_are_invalid_on_both_stores() {
+    for b in backends().await {
+        b.store.close().await.unwrap();
+        let token = Token::generate();
+        let server = Server::start(Config::new(
+            "127.0.0.1:0".parse().unwrap(),
+            b.reopen.clone(),
+            &token,
+        ))
+        .await
+        .unwrap();
+        let conn = ConnectArgs {
+            connect: server.url(),
+            token: Some(token.expose().to_string()),
+            token_file: None,
+            ca_cert: None,
+        };
+        let mut admin = conn.admin().await.unwrap();
+        let budget = |dataset: &str| pb::SetDatasetBudgetRequest {
+            dataset: dataset.into(),
+            epsilon: 1.0,
+            delta: 1e-5,
+        };
+        let release = |id: &str, dataset: &str| pb::RecordReleaseRequest {
+            id: id.into(),
+            dataset: dataset.into(),
+            mechanism: "laplace_counts".into(),
+            accounting: Some(pb::record_release_request::Accounting::Pure(
+                pb::PureRelease { epsilon: 0.5 },
+            )),
+            ..Default::default()
+        };
+        for dataset in ["a\0b", "tab\t", &"d".repeat(257)] {
+            let status = admin.set_dataset_budget(budget(dataset)).await.unwrap_err();
+            assert_eq!(
+                status.code(),
+                tonic::Code::InvalidArgument,
+                "{}: {status}",
+                b.name
+            );
+        }
+        admin.set_dataset_budget(budget("adult")).await.unwrap();
+        for (id, dataset) in [("r\0", "adult"), ("r1", "adu\0lt")] {
+            let status = admin
+                .record_release(release(id, dataset))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                status.code(),
+                tonic::Code::InvalidArgument,
+                "{}: {status}",
+                b.name
+            );
+        }
+        admin.record_release(release("r1", "adult")).await.unwrap();
+        server.shutdown().await.unwrap();
+        let store = b.reopen.open().await.unwrap();
+        let ledger = store.load_ledger().await.unwrap();
+        assert_eq!(ledger.datasets(), ["adult"], "{}", b.name);
+        assert_eq!(ledger.releases("adult").count(), 1, "{}", b.name);
+        store.close().await.unwrap();
     }
 }
 

@@ -4,7 +4,9 @@
 //!
 //! Spend comes from the stored [`PrivacyLedger`]: every composition method's
 //! total, the tightest valid one, and the releases. A refused budget change is
-//! `FAILED_PRECONDITION` and changes nothing.
+//! `FAILED_PRECONDITION` and changes nothing. Data set names and release ids
+//! must be 1 to [`MAX_NAME_BYTES`] bytes without control characters, else
+//! `INVALID_ARGUMENT`, on either store.
 
 use ldp_proto::v1 as pb;
 use ldp_sdk::budget::BudgetPolicy;
@@ -18,6 +20,31 @@ use crate::ingest::unix_now;
 
 /// Delta at which the spend of a data set without a budget is reported.
 pub const DEFAULT_SPENT_DELTA: f64 = 1e-5;
+
+/// Longest accepted data set name or release id, in bytes.
+pub const MAX_NAME_BYTES: usize = 256;
+
+/// Checks an Admin-supplied data set name or release id: not empty, at most
+/// [`MAX_NAME_BYTES`] bytes, no control characters (NUL included). Both are
+/// stored as text, and PostgreSQL's `TEXT` refuses NUL: without this check
+/// SQLite stored what PostgreSQL failed on with INTERNAL.
+fn check_name(what: &str, value: &str) -> Result<(), ServiceError> {
+    if value.is_empty() {
+        return Err(ServiceError::InvalidArgument(format!("{what} is empty")));
+    }
+    if value.len() > MAX_NAME_BYTES {
+        return Err(ServiceError::InvalidArgument(format!(
+            "{what} is {} bytes long, at most {MAX_NAME_BYTES} are allowed",
+            value.len()
+        )));
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(ServiceError::InvalidArgument(format!(
+            "{what} {value:?} contains the control character {c:?}"
+        )));
+    }
+    Ok(())
+}
 
 /// The accountant's refusals as service errors: a budget that is missing or
 /// too small is `FAILED_PRECONDITION`; anything else is a bad argument.
@@ -57,9 +84,7 @@ pub async fn set_dataset_budget(
     state: &State,
     request: pb::SetDatasetBudgetRequest,
 ) -> Result<pb::DatasetBudget, ServiceError> {
-    if request.dataset.is_empty() {
-        return Err(ServiceError::InvalidArgument("dataset is empty".into()));
-    }
+    check_name("dataset", &request.dataset)?;
     let budget = Budget::new(request.epsilon, request.delta).map_err(accountant_error)?;
     state
         .store
@@ -135,6 +160,8 @@ pub fn release_from_proto(r: pb::RecordReleaseRequest) -> Result<Release, Servic
             "id, dataset and mechanism must not be empty".into(),
         ));
     }
+    check_name("id", &r.id)?;
+    check_name("dataset", &r.dataset)?;
     let mut parameters = match r.parameters_json.as_str() {
         "" => serde_json::Value::Object(Default::default()),
         text => serde_json::from_str(text).map_err(|e| {
@@ -226,5 +253,50 @@ pub fn method_name(method: Method) -> &'static str {
         Method::AdvancedKov => "advanced_kov",
         Method::Rdp => "rdp",
         Method::ExactPure => "exact_pure",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn release(id: &str, dataset: &str) -> pb::RecordReleaseRequest {
+        pb::RecordReleaseRequest {
+            id: id.into(),
+            dataset: dataset.into(),
+            mechanism: "laplace_counts".into(),
+            accounting: Some(pb::record_release_request::Accounting::Pure(
+                pb::PureRelease { epsilon: 0.5 },
+            )),
+            ..Default::default()
+        }
+    }
+
+    /// Regression: a NUL in a data set name or release id was stored by
+    /// SQLite but failed on PostgreSQL's `TEXT` as INTERNAL. Such names, and
+    /// overlong ones, are INVALID_ARGUMENT before any store sees them.
+    #[test]
+    fn dataset_names_and_release_ids_are_checked() {
+        let longest = "d".repeat(MAX_NAME_BYTES);
+        assert!(check_name("dataset", &longest).is_ok());
+        assert!(check_name("dataset", "adult census, 2024 (é)").is_ok());
+        let too_long = "d".repeat(MAX_NAME_BYTES + 1);
+        for bad in [
+            "", "a\0b", "tab\tbed", "line\n", "\u{7f}", "\u{85}", &too_long,
+        ] {
+            let err = check_name("dataset", bad).unwrap_err();
+            assert!(
+                matches!(err, ServiceError::InvalidArgument(_)),
+                "{bad:?}: {err}"
+            );
+        }
+        assert!(release_from_proto(release("r1", "adult")).is_ok());
+        for (id, dataset) in [("r\0", "adult"), ("r1", "adu\0lt"), ("r1", &too_long)] {
+            let err = release_from_proto(release(id, dataset)).unwrap_err();
+            assert!(
+                matches!(err, ServiceError::InvalidArgument(_)),
+                "{id:?} {dataset:?}: {err}"
+            );
+        }
     }
 }
