@@ -82,6 +82,61 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The value parser of `--db`: [`Database`](crate::store::Database)'s `FromStr`, but
+/// an error never repeats a URL's password (clap's own message would quote the
+/// whole value, and with it the password, to stderr and so to the logs).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DbValueParser;
+
+impl clap::builder::TypedValueParser for DbValueParser {
+    type Value = crate::store::Database;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        let flag = arg.map_or_else(|| "--db".to_owned(), ToString::to_string);
+        let invalid = |message: String| {
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, message).with_cmd(cmd)
+        };
+        let Some(text) = value.to_str() else {
+            return Err(invalid(format!("the value of '{flag}' is not UTF-8\n")));
+        };
+        text.parse().map_err(|e: crate::store::StoreError| {
+            let (shown, password) = redact_password(text);
+            let mut reason = e.to_string();
+            if let Some(password) = password {
+                reason = reason.replace(password, "***");
+            }
+            invalid(format!("invalid value '{shown}' for '{flag}': {reason}\n"))
+        })
+    }
+}
+
+/// `url` with the password of its user info (`scheme://user:PASSWORD@host`)
+/// replaced by `***`, and that password (`None` when there is none).
+fn redact_password(url: &str) -> (String, Option<&str>) {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return (url.to_owned(), None);
+    };
+    let rest = &url[start..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let Some(at) = authority.rfind('@') else {
+        return (url.to_owned(), None);
+    };
+    let Some(colon) = authority[..at].find(':') else {
+        return (url.to_owned(), None);
+    };
+    let (from, to) = (start + colon + 1, start + at);
+    if from == to {
+        return (url.to_owned(), None);
+    }
+    let shown = format!("{}***{}", &url[..from], &url[to..]);
+    (shown, Some(&url[from..to]))
+}
+
 /// Output formats of the client subcommands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -100,5 +155,57 @@ pub(crate) fn csv_field(s: &str) -> String {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        for (url, shown, password) in [
+            ("postgres://u:pw@h/db", "postgres://u:***@h/db", Some("pw")),
+            (
+                "postgres://u:p@w@h:1/db",
+                "postgres://u:***@h:1/db",
+                Some("p@w"),
+            ),
+            (
+                "postgres://u@h/db?x=a:b@c",
+                "postgres://u@h/db?x=a:b@c",
+                None,
+            ),
+            ("postgres://u:@h/db", "postgres://u:@h/db", None),
+            ("ldp.db", "ldp.db", None),
+        ] {
+            assert_eq!(redact_password(url), (shown.to_owned(), password), "{url}");
+        }
+    }
+
+    /// Regression: a `--db` URL that failed to parse was quoted whole in
+    /// clap's error, password included.
+    #[test]
+    fn db_parse_errors_do_not_show_the_password() {
+        for args in [
+            vec!["ldp", "serve", "--db", "postgres://u:hunter2@h:bad/db"],
+            vec![
+                "ldp",
+                "privacy-report",
+                "--out",
+                "x",
+                "--db",
+                "postgres://u:hunter2@h:bad/db",
+            ],
+        ] {
+            let err = Cli::try_parse_from(&args).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+            let text = err.render().to_string();
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(
+                text.contains("postgres://u:***@h:bad/db") && text.contains("--db"),
+                "{text}"
+            );
+        }
     }
 }

@@ -17,7 +17,6 @@
 //! an error naming both, rather than migrated under a live server.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use anyhow::Context;
 
@@ -29,7 +28,7 @@ use crate::store::Database;
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// The server's database: its SQLite file or its `postgres://` URL.
-    #[arg(long, value_parser = Database::from_str)]
+    #[arg(long, value_parser = super::DbValueParser)]
     pub db: Database,
     /// Directory to write `privacy-report.json` and `privacy-report.html` to.
     #[arg(long)]

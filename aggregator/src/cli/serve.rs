@@ -37,7 +37,6 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -55,7 +54,7 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
     /// SQLite database file (created on first start), or a `postgres://` URL.
-    #[arg(long, default_value = "ldp.db", value_parser = Database::from_str)]
+    #[arg(long, default_value = "ldp.db", value_parser = super::DbValueParser)]
     pub db: Database,
     /// File holding the bearer token (default: `LDP_TOKEN`, else `<db>.token`
     /// for SQLite; PostgreSQL needs this or `LDP_TOKEN`).
