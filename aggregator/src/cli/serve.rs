@@ -9,10 +9,11 @@
 //!
 //! The bearer token for Analytics and Admin comes from `--token-file`, else the
 //! `LDP_TOKEN` environment variable, else (SQLite only) the file `<db>.token`
-//! next to the database; when none exists a random token is generated and
-//! written there (mode 0600), and its path is printed. A PostgreSQL URL has no
-//! "next to", so with PostgreSQL `--token-file` or `LDP_TOKEN` is required.
-//! Only the token's SHA-256 stays in memory.
+//! next to the database. When the file (`--token-file` or `<db>.token`) does
+//! not exist, a random token is generated and written there (mode 0600), and
+//! its path is printed. A PostgreSQL URL has no "next to", so with PostgreSQL
+//! `--token-file` or `LDP_TOKEN` is required. The token is resolved before the
+//! database is locked or opened. Only the token's SHA-256 stays in memory.
 //!
 //! Once listening, the command prints `listening on ADDR` on standard output
 //! (useful with `--listen 127.0.0.1:0`).
@@ -56,8 +57,9 @@ pub struct Args {
     /// SQLite database file (created on first start), or a `postgres://` URL.
     #[arg(long, default_value = "ldp.db", value_parser = super::DbValueParser)]
     pub db: Database,
-    /// File holding the bearer token (default: `LDP_TOKEN`, else `<db>.token`
-    /// for SQLite; PostgreSQL needs this or `LDP_TOKEN`).
+    /// File holding the bearer token, created with a random one when missing
+    /// (default: `LDP_TOKEN`, else `<db>.token` for SQLite; PostgreSQL needs
+    /// this or `LDP_TOKEN`).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
     /// Most reports accepted in one Submit batch (at least 1).
@@ -86,9 +88,9 @@ pub struct Args {
 
 /// Runs the server until a signal.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let mut lock = lock_database(&args.db).await?;
     let env_token = std::env::var("LDP_TOKEN").ok();
     let token = resolve_token(args.token_file.as_deref(), env_token, &args.db)?;
+    let mut lock = lock_database(&args.db).await?;
     let mut config = Config::new(args.listen, args.db.clone(), &token);
     drop(token);
     config.ingest.max_batch_reports = args.max_batch_reports;
@@ -245,12 +247,11 @@ fn sibling(db: &Path, suffix: &str) -> PathBuf {
 }
 
 /// The token from `file`, else `env` (the value of `LDP_TOKEN`), else the
-/// SQLite database's `<db>.token` (generated when missing).
+/// SQLite database's `<db>.token`; a missing file is created with a random
+/// token.
 fn resolve_token(file: Option<&Path>, env: Option<String>, db: &Database) -> anyhow::Result<Token> {
     if let Some(path) = file {
-        let raw = std::fs::read_to_string(path)
-            .with_context(|| format!("reading token file {}", path.display()))?;
-        return Token::new(&raw).map_err(anyhow::Error::msg);
+        return token_file(path);
     }
     if let Some(raw) = env {
         return Token::new(&raw).map_err(anyhow::Error::msg);
@@ -261,32 +262,40 @@ fn resolve_token(file: Option<&Path>, env: Option<String>, db: &Database) -> any
              Admin bearer token (there is no folder to keep <db>.token in)"
         );
     };
-    let path = sibling(db, ".token");
-    if path.exists() {
-        let raw = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading token file {}", path.display()))?;
-        return Token::new(&raw).map_err(anyhow::Error::msg);
-    }
-    let token = Token::generate();
-    write_private(&path, token.expose())?;
-    eprintln!(
-        "generated a bearer token for Analytics and Admin: {}",
-        path.display()
-    );
-    Ok(token)
+    token_file(&sibling(db, ".token"))
 }
 
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+/// The token in the file at `path`, or a random one written there (mode 0600)
+/// when the file does not exist.
+fn token_file(path: &Path) -> anyhow::Result<Token> {
+    let token = Token::generate();
+    match write_private(path, token.expose()) {
+        Ok(()) => {
+            eprintln!(
+                "generated a bearer token for Analytics and Admin: {}",
+                path.display()
+            );
+            Ok(token)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let raw = std::fs::read_to_string(path)
+                .with_context(|| format!("reading token file {}", path.display()))?;
+            Token::new(&raw).map_err(|e| anyhow::anyhow!("token file {}: {e}", path.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("creating token file {}", path.display())),
+    }
+}
+
+/// Writes `contents` to a new file at `path`, readable by its owner only;
+/// fails with `AlreadyExists` rather than touch an existing file.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+    let mut file = options.open(path)?;
     writeln!(file, "{contents}")?;
-    file.sync_all()?;
-    Ok(())
+    file.sync_all()
 }
 
 async fn shutdown_signal() -> anyhow::Result<()> {
@@ -317,6 +326,30 @@ mod tests {
         let file = dir.path().join("t");
         std::fs::write(&file, "from-file\n").unwrap();
         assert!(resolve_token(Some(&file), None, &db).is_ok());
+    }
+
+    /// Regression: `ldp serve --db postgres://... --token-file F` failed with
+    /// "No such file" when F did not exist yet (the README's quick start).
+    #[test]
+    fn a_missing_token_file_is_created_with_a_random_token() {
+        let db: Database = "postgres://ldp@localhost/ldp".parse().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ldp.token");
+        let generated = resolve_token(Some(&file), None, &db).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        }
+        let again = resolve_token(Some(&file), None, &db).unwrap();
+        assert_eq!(again.expose(), generated.expose());
+        let missing_dir = dir.path().join("nowhere").join("ldp.token");
+        let err = format!(
+            "{:#}",
+            resolve_token(Some(&missing_dir), None, &db).unwrap_err()
+        );
+        assert!(err.contains("creating token file"), "{err}");
     }
 
     #[test]
