@@ -81,9 +81,9 @@ pub struct Args {
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// PostgreSQL: seconds between checks that the server lock's session still
-    /// holds the lock; the server stops when one fails (at least 1).
-    #[arg(long, default_value_t = 30, value_parser = at_least::<1>)]
-    pub lock_check_seconds: usize,
+    /// holds the lock; the server stops when one fails (1 to 86400).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub lock_check_seconds: u64,
 }
 
 /// Runs the server until a signal.
@@ -124,7 +124,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             tracing::info!("signal received, shutting down");
             None
         }
-        e = lock.lost(Duration::from_secs(args.lock_check_seconds as u64)) => {
+        e = lock.lost(Duration::from_secs(args.lock_check_seconds)) => {
             tracing::error!(
                 "lost the server lock of {}: {e:#}; shutting down",
                 args.db
@@ -408,5 +408,25 @@ mod tests {
         assert!(matches!(report.args.db, Database::Postgres(_)));
         let file = <Serve as clap::Parser>::try_parse_from(["ldp"]).unwrap();
         assert!(matches!(file.args.db, Database::Sqlite(p) if p == Path::new("ldp.db")));
+    }
+
+    /// Regression: `--lock-check-seconds 18446744073709551615` was accepted
+    /// and tokio's interval panicked adding it to an `Instant`.
+    #[test]
+    fn lock_check_seconds_is_bounded() {
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            args: Args,
+        }
+        let parse = |value: &str| {
+            <Serve as clap::Parser>::try_parse_from(["ldp", "--lock-check-seconds", value])
+                .map(|s| s.args.lock_check_seconds)
+        };
+        assert_eq!(parse("1").unwrap(), 1);
+        assert_eq!(parse("86400").unwrap(), 86_400);
+        for bad in ["0", "86401", "18446744073709551615", "-1"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 }
