@@ -807,6 +807,19 @@ async fn server_lock_check_fails_once_its_session_releases_it() {
     lock.release().await.unwrap();
 }
 
+/// A child process killed (and reaped) when this is dropped, so a failing test
+/// never leaves an `ldp serve` holding its lock and connections (its schema
+/// could then not be dropped).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // Fails harmlessly when the child has already exited.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `ldp serve` on PostgreSQL whose lock connection is terminated: it notices
 /// at its next check, shuts down and exits with an error naming the lock.
 #[tokio::test]
@@ -817,22 +830,25 @@ async fn serve_stops_when_its_lock_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "serve-lock-test-token\n").unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ldp"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--lock-check-seconds",
-            "1",
-        ])
-        .arg("--db")
-        .arg(&schema.url)
-        .arg("--token-file")
-        .arg(&token)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ldp"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--lock-check-seconds",
+                "1",
+            ])
+            .arg("--db")
+            .arg(&schema.url)
+            .arg("--token-file")
+            .arg(&token)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut child.0;
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
@@ -846,7 +862,6 @@ async fn serve_stops_when_its_lock_is_lost() {
             break status;
         }
         if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
             panic!("ldp serve kept running after losing its lock");
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
