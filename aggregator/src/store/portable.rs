@@ -9,6 +9,7 @@
 
 use ldp_sdk::budget::BudgetPolicy;
 use ldp_sdk::metric::MetricSpec;
+use sqlx::database::HasStatementCache;
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
 
 use super::ledger::LedgerOutcome;
@@ -29,7 +30,7 @@ pub(crate) async fn commit_batches<DB>(
     max_binds: usize,
 ) -> Result<Vec<bool>, StoreError>
 where
-    DB: Database,
+    DB: Database + HasStatementCache,
     for<'e> &'e mut DB::Connection: Executor<'e, Database = DB>,
     DB::Arguments: IntoArguments<DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
@@ -37,11 +38,16 @@ where
     for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
     for<'r> (Vec<u8>,): FromRow<'r, DB::Row>,
 {
+    // The multi-row statements below are not kept as prepared statements
+    // (`persistent(false)`): each row count is another statement text, so
+    // caching them would only churn the connection's statement cache and keep
+    // plans of statements with up to 65,535 parameters.
     let plan = CommitPlan::new(batches);
     let mut fresh = vec![false; batches.len()];
     for chunk in plan.candidates.chunks(rows_per_statement(max_binds, 3)) {
         let stored: Vec<Vec<u8>> = rows::insert_batches::<DB>(batches, chunk, now)
             .build_query_scalar()
+            .persistent(false)
             .fetch_all(&mut *conn)
             .await?;
         plan.mark(&stored, &mut fresh)?;
@@ -50,12 +56,14 @@ where
     for chunk in stats.totals.chunks(rows_per_statement(max_binds, 6)) {
         rows::upsert_totals::<DB>(chunk)
             .build()
+            .persistent(false)
             .execute(&mut *conn)
             .await?;
     }
     for chunk in stats.cells.chunks(rows_per_statement(max_binds, 5)) {
         rows::upsert_cells::<DB>(chunk)
             .build()
+            .persistent(false)
             .execute(&mut *conn)
             .await?;
     }
@@ -63,6 +71,7 @@ where
     for chunk in raw.chunks(rows_per_statement(max_binds, 3)) {
         rows::insert_raw::<DB>(chunk, now)
             .build()
+            .persistent(false)
             .execute(&mut *conn)
             .await?;
     }
