@@ -6,7 +6,8 @@
 //! t.n + excluded.n` and the rest, written once, generic over the sqlx
 //! database) with the same conversions and checks; only how their
 //! transactions start and what they lock, the epoch filter of
-//! [`Store::load_stats`], and the migration folders differ. [`Database`] names which one to open:
+//! [`Store::load_stats`], their bind limits, their read and write pools, and
+//! the migration folders differ. [`Database`] names which one to open:
 //!
 //! ```
 //! use ldp_aggregator::store::Database;
