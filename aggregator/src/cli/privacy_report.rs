@@ -9,12 +9,17 @@
 //! It reads the database directly (a SQLite file, or a `postgres://` URL as
 //! `ldp serve --db` takes) rather than asking a running server, so an auditor
 //! needs no token and sees exactly what is stored, not what a server's
-//! configuration claims. The database may belong to a running server (SQLite's
-//! WAL mode and PostgreSQL's snapshots give a consistent read). It is opened
-//! read-only and never migrated ([`Database::open_read_only`]): a PostgreSQL
-//! role with `USAGE` on the schema and `SELECT` on its tables is enough, and a
-//! database whose schema is older or newer than this binary's is refused with
-//! an error naming both, rather than migrated under a live server.
+//! configuration claims. The database may belong to a running server: each of
+//! the three reads (metric versions, device budgets, the ledger's budgets and
+//! releases) sees committed data only, but they are separate transactions, so
+//! a report built while the server writes may combine states a moment apart
+//! (the metric versions from before an Admin write, the ledger from after it).
+//! For an exact audit, build it while no Admin write runs, or twice and
+//! compare. It is opened read-only and never migrated
+//! ([`Database::open_read_only`]): a PostgreSQL role with `USAGE` on the
+//! schema and `SELECT` on its tables is enough, and a database whose schema is
+//! older or newer than this binary's is refused with an error naming both,
+//! rather than migrated under a live server.
 
 use std::path::{Path, PathBuf};
 
