@@ -146,6 +146,13 @@ impl RunningServer {
 
 impl Server {
     /// Opens the store and starts serving; see the module docs.
+    ///
+    /// It takes no one-server-per-database lock: the server keeps metrics,
+    /// device budgets and closed epochs in memory, so a second server on the
+    /// same database (SQLite file or PostgreSQL schema) would miss what the
+    /// first changes. `ldp serve` takes that lock (`<db>.lock`, or a PostgreSQL
+    /// advisory lock checked every `--lock-check-seconds`) before calling this;
+    /// an embedder must ensure the same itself.
     pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         let store: Arc<dyn Store> = config.db.open().await?;
         let registry = Arc::new(Registry::default());
