@@ -83,8 +83,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// The value parser of `--db`: [`Database`](crate::store::Database)'s `FromStr`, but
-/// an error never repeats a URL's password (clap's own message would quote the
-/// whole value, and with it the password, to stderr and so to the logs).
+/// an error never repeats the value (clap's own message would quote it whole, and
+/// with it any password, to stderr and so to the logs). The value that failed is
+/// most likely a URL with an unencoded special character in its password, so no
+/// part of it is shown: only its scheme, and the parser's reason unless that
+/// quotes a possible password ([`possible_passwords`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct DbValueParser;
 
@@ -97,44 +100,72 @@ impl clap::builder::TypedValueParser for DbValueParser {
         arg: Option<&clap::Arg>,
         value: &std::ffi::OsStr,
     ) -> Result<Self::Value, clap::Error> {
-        let flag = arg.map_or_else(|| "--db".to_owned(), ToString::to_string);
+        let flag = arg
+            .and_then(clap::Arg::get_long)
+            .map_or_else(|| "--db".to_owned(), |long| format!("--{long}"));
         let invalid = |message: String| {
             clap::Error::raw(clap::error::ErrorKind::ValueValidation, message).with_cmd(cmd)
         };
         let Some(text) = value.to_str() else {
-            return Err(invalid(format!("the value of '{flag}' is not UTF-8\n")));
+            return Err(invalid(format!("the value of {flag} is not UTF-8\n")));
         };
         text.parse().map_err(|e: crate::store::StoreError| {
-            let (shown, password) = redact_password(text);
+            // Only a `scheme://` value can fail to parse.
+            let scheme = text.find("://").map_or("", |i| &text[..i]);
             let mut reason = e.to_string();
-            if let Some(password) = password {
-                reason = reason.replace(password, "***");
+            if possible_passwords(text).any(|p| reason.contains(&p)) {
+                reason = "the reason is not shown either: it quotes part of the value".into();
             }
-            invalid(format!("invalid value '{shown}' for '{flag}': {reason}\n"))
+            invalid(format!(
+                "invalid {flag} value ({scheme}://..., not shown: it may hold a password): \
+                 {reason}\n"
+            ))
         })
     }
 }
 
-/// `url` with the password of its user info (`scheme://user:PASSWORD@host`)
-/// replaced by `***`, and that password (`None` when there is none).
-fn redact_password(url: &str) -> (String, Option<&str>) {
-    let Some(start) = url.find("://").map(|i| i + 3) else {
-        return (url.to_owned(), None);
-    };
-    let rest = &url[start..];
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let Some(at) = authority.rfind('@') else {
-        return (url.to_owned(), None);
-    };
-    let Some(colon) = authority[..at].find(':') else {
-        return (url.to_owned(), None);
-    };
-    let (from, to) = (start + colon + 1, start + at);
-    if from == to {
-        return (url.to_owned(), None);
+/// Every part of the URL `url` that may be a password, raw and
+/// percent-decoded: the user info's password, read generously (from the first
+/// `:` after `://` to the *last* `@` of the whole string, as an unencoded `/`,
+/// `?` or `#` in the password ends the URL's authority early), and the value
+/// of every `password=` query pair.
+fn possible_passwords(url: &str) -> impl Iterator<Item = String> + '_ {
+    let rest = url.find("://").map_or("", |i| &url[i + 3..]);
+    let user_info = rest
+        .rfind('@')
+        .and_then(|at| rest[..at].split_once(':'))
+        .map(|(_, password)| password);
+    let query = rest.split_once('?').map_or("", |(_, query)| query);
+    let query = query.split('#').next().unwrap_or_default();
+    let pairs = query
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("password="));
+    user_info
+        .into_iter()
+        .chain(pairs)
+        .filter(|p| !p.is_empty())
+        .flat_map(|p| [p.to_owned(), percent_decode(p)])
+}
+
+/// `s` with `%XX` escapes (and `+`, as in a query) decoded; invalid UTF-8
+/// becomes U+FFFD.
+fn percent_decode(s: &str) -> String {
+    let mut bytes = Vec::with_capacity(s.len());
+    let mut rest = s.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        let hex = tail.get(..2).and_then(|h| std::str::from_utf8(h).ok());
+        match (b, hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(decoded)) => {
+                bytes.push(decoded);
+                rest = &tail[2..];
+            }
+            _ => {
+                bytes.push(if b == b'+' { b' ' } else { b });
+                rest = tail;
+            }
+        }
     }
-    let shown = format!("{}***{}", &url[..from], &url[to..]);
-    (shown, Some(&url[from..to]))
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Output formats of the client subcommands.
@@ -163,49 +194,77 @@ mod tests {
     use super::*;
 
     #[test]
-    fn passwords_are_redacted_from_urls() {
-        for (url, shown, password) in [
-            ("postgres://u:pw@h/db", "postgres://u:***@h/db", Some("pw")),
+    fn possible_passwords_are_found_in_urls() {
+        for (url, expected) in [
+            ("postgres://u:pw@h/db", &["pw"][..]),
+            ("postgres://u:p@w@h:1/db", &["p@w"]),
+            ("postgres://u:pa/ss@h/db", &["pa/ss"]),
+            ("postgres://u:pa#ss@h/db", &["pa#ss"]),
+            ("postgres://u:pa?ss@h/db", &["pa?ss"]),
+            ("postgres://u:p%40ss@h/db", &["p%40ss", "p@ss"]),
             (
-                "postgres://u:p@w@h:1/db",
-                "postgres://u:***@h:1/db",
-                Some("p@w"),
+                "postgres://u@h/db?password=hunter2&sslmode=verify_full",
+                &["hunter2"],
             ),
-            (
-                "postgres://u@h/db?x=a:b@c",
-                "postgres://u@h/db?x=a:b@c",
-                None,
-            ),
-            ("postgres://u:@h/db", "postgres://u:@h/db", None),
-            ("ldp.db", "ldp.db", None),
+            ("postgres://u@h/db?x=1&password=a%2Bb#f", &["a%2Bb", "a+b"]),
+            ("postgres://u:@h/db", &[]),
+            ("postgres://u@h/db", &[]),
+            ("ldp.db", &[]),
         ] {
-            assert_eq!(redact_password(url), (shown.to_owned(), password), "{url}");
+            let mut found: Vec<String> = possible_passwords(url).collect();
+            found.dedup();
+            assert_eq!(found, expected, "{url}");
         }
     }
 
     /// Regression: a `--db` URL that failed to parse was quoted whole in
-    /// clap's error, password included.
+    /// clap's error, password included; then, redacted, it still showed a
+    /// password holding `/`, `#` or `?` (the URL parser ends the authority
+    /// there, so no `user:password@` was found) and any `password=` pair.
     #[test]
     fn db_parse_errors_do_not_show_the_password() {
-        for args in [
-            vec!["ldp", "serve", "--db", "postgres://u:hunter2@h:bad/db"],
-            vec![
-                "ldp",
-                "privacy-report",
-                "--out",
-                "x",
-                "--db",
+        for (url, password, reason) in [
+            (
                 "postgres://u:hunter2@h:bad/db",
-            ],
+                "hunter2",
+                "invalid port number",
+            ),
+            ("postgres://u:pa/ss@h/db", "pa/ss", "invalid port number"),
+            ("postgres://u:pa#ss@h/db", "pa#ss", "invalid port number"),
+            ("postgres://u:pa?ss@h/db", "pa?ss", "invalid port number"),
+            (
+                "postgres://u@h/db?password=hunter2&sslmode=verify_full",
+                "hunter2",
+                "verify_full",
+            ),
+            // The reason quotes the password itself: withheld, not garbled.
+            (
+                "postgres://u:hunter2@h/db?sslmode=hunter2",
+                "hunter2",
+                "the reason is not shown either",
+            ),
+            (
+                "postgres://u:e@h:bad/db",
+                "e@h",
+                "the reason is not shown either",
+            ),
         ] {
-            let err = Cli::try_parse_from(&args).unwrap_err();
-            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
-            let text = err.render().to_string();
-            assert!(!text.contains("hunter2"), "{text}");
-            assert!(
-                text.contains("postgres://u:***@h:bad/db") && text.contains("--db"),
-                "{text}"
-            );
+            for args in [
+                vec!["ldp", "serve", "--db", url],
+                vec!["ldp", "privacy-report", "--out", "x", "--db", url],
+            ] {
+                let err = Cli::try_parse_from(&args).unwrap_err();
+                assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+                let text = err.render().to_string();
+                let shown =
+                    "invalid --db value (postgres://..., not shown: it may hold a password)";
+                assert!(text.contains(shown), "{text}");
+                assert!(text.contains(reason), "{text}");
+                let after_scheme = &url["postgres://".len()..];
+                for hidden in [password, after_scheme, &after_scheme[..4]] {
+                    assert!(!text.contains(hidden), "{hidden:?} shown: {text}");
+                }
+            }
         }
     }
 }
