@@ -15,7 +15,8 @@
 //! `search_path` anew, and a schema created later (the default `"$user",
 //! public` picks up `CREATE SCHEMA AUTHORIZATION ldp`) would silently move a
 //! running server's writes to other tables. A `search_path` that names no
-//! existing schema is refused. Every connection runs with
+//! existing schema is refused, and so is a schema whose name holds whitespace
+//! other than a space (it cannot be passed as a startup option). Every connection runs with
 //! `synchronous_commit=on` (a commit that returned is in the server's
 //! write-ahead log on disk) and `default_transaction_isolation=read
 //! committed`, whatever the role or database sets: the reasoning below needs
@@ -139,20 +140,39 @@ async fn current_schema(
 }
 
 /// Resolves the schema of `options` once (see the module docs) and returns it
-/// with `options` pinned to it: `search_path` set to that schema alone (quoted,
-/// so its case and any special characters survive). The pin comes after the
-/// URL's own options, so it wins.
+/// with `options` pinned to it ([`pinned`]).
 async fn pin_schema(options: PgConnectOptions) -> Result<(PgConnectOptions, String), StoreError> {
     let mut conn = durable(options.clone()).connect().await?;
     let schema = current_schema(&mut conn, &options).await;
     conn.close().await?;
     let schema = schema?;
-    let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
+    let options = pinned(options, &schema)?;
     tracing::info!(
         db = %describe(&options, Some(&schema)),
         "PostgreSQL schema resolved; every connection is pinned to it"
     );
-    Ok((options.options([("search_path", quoted)]), schema))
+    Ok((options, schema))
+}
+
+/// `options` with `search_path` set to `schema` alone (quoted, so its case and
+/// any special characters survive). The pin comes after the URL's own options,
+/// so it wins.
+///
+/// A name holding whitespace other than a space (tab, line feed, carriage
+/// return, vertical tab, form feed) is refused with [`StoreError::Schema`]:
+/// PostgreSQL splits the `options` startup parameter on any of them, but sqlx
+/// escapes only spaces, so every connection would fail to start.
+fn pinned(options: PgConnectOptions, schema: &str) -> Result<PgConnectOptions, StoreError> {
+    if schema.contains(['\t', '\n', '\r', '\u{b}', '\u{c}']) {
+        return Err(StoreError::Schema(format!(
+            "schema {schema:?} of {} holds a tab, line break, vertical tab or form feed, \
+             which a PostgreSQL connection cannot be pinned to; rename the schema or \
+             choose another in search_path",
+            describe(&options, None)
+        )));
+    }
+    let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
+    Ok(options.options([("search_path", quoted)]))
 }
 
 /// The options every connection of the store uses: durable commits, READ
@@ -459,5 +479,33 @@ impl ServerLock {
     pub async fn release(self) -> Result<(), StoreError> {
         self.conn.close().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> PgConnectOptions {
+        "postgres://ldp@localhost/ldp".parse().unwrap()
+    }
+
+    /// Regression: a schema whose name held a tab or a line break was
+    /// "pinned", and every connection then failed with a startup error.
+    #[test]
+    fn schemas_with_whitespace_other_than_a_space_are_not_pinned() {
+        for schema in ["a\tb", "a\nb", "a\rb", "a\u{b}b", "a\u{c}b"] {
+            let err = pinned(options(), schema).unwrap_err();
+            assert!(matches!(err, StoreError::Schema(_)), "{schema:?}: {err}");
+            assert!(err.to_string().contains(&format!("{schema:?}")), "{err}");
+        }
+        for (schema, sent) in [
+            ("a b", r#"-c search_path="a\ b""#),
+            ("A\"b", r#"-c search_path="A""b""#),
+            ("a\\b", r#"-c search_path="a\\b""#),
+        ] {
+            let options = pinned(options(), schema).unwrap();
+            assert_eq!(options.get_options(), Some(sent), "{schema:?}");
+        }
     }
 }
