@@ -53,6 +53,7 @@ const PG_ONLY_TESTS: &[&str] = &[
     "privacy_report_needs_only_select",
     "server_over_grpc_on_postgres",
     "the_schema_is_pinned_at_open",
+    "the_store_serves_the_schema_its_lock_names",
     "server_lock_check_fails_once_its_session_releases_it",
 ];
 
@@ -1206,6 +1207,68 @@ async fn the_schema_is_pinned_at_open() {
     let err = ServerLock::try_acquire(&nowhere).await.unwrap_err();
     assert!(matches!(err, StoreError::Schema(_)), "{err}");
     admin.close().await.unwrap();
+}
+
+/// Regression: `ldp serve` took the lock and opened the store with the same
+/// unpinned `search_path`, each resolving it on its own; a schema created in
+/// front in between left the lock on one schema and the server on another.
+/// A store opened through [`ServerLock::pinned`] resolves the lock's schema
+/// whatever the `search_path` resolves to by then, and fails once it is gone.
+#[tokio::test]
+async fn the_store_serves_the_schema_its_lock_names() {
+    let Some(schema) = PgSchema::create().await else {
+        return;
+    };
+    let front = format!("{}_front", schema.name);
+    let path = format!("{front}, {}", schema.name);
+    let options = schema
+        .admin
+        .clone()
+        .options([("search_path", path.as_str())]);
+    let lock = ServerLock::try_acquire(&options).await.unwrap().unwrap();
+    assert_eq!(lock.schema(), schema.name);
+    let mut admin = schema.admin.connect().await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {front}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let unpinned = PostgresStore::open(options.clone()).await;
+    let pinned = PostgresStore::open(lock.pinned(options.clone()).unwrap()).await;
+    if let Ok(store) = &unpinned {
+        store.close().await.unwrap();
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {front} CASCADE")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let gone = format!("{}_gone", schema.name);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {gone}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let gone_options = schema
+        .admin
+        .clone()
+        .options([("search_path", gone.as_str())]);
+    let gone_lock = ServerLock::try_acquire(&gone_options)
+        .await
+        .unwrap()
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {gone}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    let after_drop = PostgresStore::open(gone_lock.pinned(gone_options).unwrap()).await;
+    gone_lock.release().await.unwrap();
+    // Without the pin the store would have gone to the new schema in front.
+    assert_eq!(unpinned.unwrap().schema(), front);
+    let pinned = pinned.unwrap();
+    assert_eq!(pinned.schema(), lock.schema());
+    pinned.close().await.unwrap();
+    lock.release().await.unwrap();
+    let err = after_drop.unwrap_err();
+    assert!(matches!(err, StoreError::Schema(_)), "{err}");
 }
 
 /// Regression: a failed group commit answered INTERNAL, which devices take as

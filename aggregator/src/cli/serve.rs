@@ -23,7 +23,8 @@
 //! the other changed (one would accept reports for an epoch the other closed).
 //! On SQLite the command holds an exclusive lock on `<db>.lock`; on PostgreSQL
 //! it holds a session-level advisory lock (`pg_try_advisory_lock`, keyed by the
-//! schema) on a connection of its own. Either is held until the process ends,
+//! schema) on a connection of its own, and serves exactly the schema that lock
+//! names (the store connects with `search_path` set to it). Either is held until the process ends,
 //! and a second `ldp serve` on the same database refuses to start. Readers
 //! such as `ldp privacy-report` take no lock.
 //!
@@ -91,7 +92,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let env_token = std::env::var("LDP_TOKEN").ok();
     let token = resolve_token(args.token_file.as_deref(), env_token, &args.db)?;
     let mut lock = lock_database(&args.db).await?;
-    let mut config = Config::new(args.listen, args.db.clone(), &token);
+    let mut config = Config::new(args.listen, lock.served(&args.db)?, &token);
     drop(token);
     config.ingest.max_batch_reports = args.max_batch_reports;
     config.ingest.max_group_batches = args.max_group_batches;
@@ -187,6 +188,18 @@ impl DatabaseLock {
                     );
                 }
             }
+        }
+    }
+
+    /// The database to serve: `db`, on PostgreSQL pinned to the schema this
+    /// lock guards, so the store cannot resolve its `search_path` to another
+    /// schema than the lock did (one created in front of it meanwhile).
+    fn served(&self, db: &Database) -> anyhow::Result<Database> {
+        match (self, db) {
+            (Self::Postgres(lock), Database::Postgres(options)) => Ok(Database::Postgres(
+                Box::new(lock.pinned((**options).clone())?),
+            )),
+            _ => Ok(db.clone()),
         }
     }
 

@@ -443,6 +443,14 @@ impl ServerLock {
         &self.schema
     }
 
+    /// `options` pinned to this lock's schema (`search_path` set to it alone),
+    /// so that a store opened with them resolves exactly the schema this lock
+    /// guards, even if `options`' own `search_path` now resolves elsewhere; a
+    /// store opened with them fails if the schema no longer exists.
+    pub fn pinned(&self, options: PgConnectOptions) -> Result<PgConnectOptions, StoreError> {
+        pinned(options, &self.schema)
+    }
+
     /// Checks that the lock's session still holds the lock, by asking
     /// `pg_locks` on its connection: a lost connection fails the query, and a
     /// lock released on a live session (`pg_advisory_unlock_all()`, a pooler's
