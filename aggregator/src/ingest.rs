@@ -50,7 +50,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::error::ServiceError;
 use crate::registry::{ClosedEpochs, Registry};
-use crate::store::{BatchDelta, StatsKey, Store};
+use crate::store::{BatchDelta, StatsKey, Store, StoreError};
 use crate::telemetry::Telemetry;
 use delta::DeltaBuilder;
 
@@ -457,27 +457,55 @@ async fn commit_group(store: &dyn Store, closed: &ClosedEpochs, group: Vec<Pendi
         return false;
     }
     let (batches, acks): (Vec<BatchDelta>, Vec<_>) = open.into_iter().unzip();
-    match store.commit_batches(&batches, unix_now()).await {
+    let now = unix_now();
+    match store.commit_batches(&batches, now).await {
         Ok(fresh) => {
             for (ack, fresh) in acks.into_iter().zip(fresh) {
                 let _ = ack.send(Ok(fresh));
             }
             true
         }
+        Err(e) if batches.len() > 1 && !e.is_transient() => {
+            // One batch of the group may be one the database refuses every
+            // time (say, a sum beyond its float range): commit each alone, so
+            // that it cannot take the others down with it, now and at every
+            // retry.
+            tracing::warn!(error = %e, batches = batches.len(),
+                "group commit failed; committing its batches one by one");
+            let mut committed = false;
+            for (batch, ack) in batches.iter().zip(acks) {
+                let result = store.commit_batches(std::slice::from_ref(batch), now).await;
+                committed |= result.is_ok();
+                let _ = ack.send(match result {
+                    Ok(fresh) => Ok(fresh.first().copied().unwrap_or(false)),
+                    Err(e) => Err(commit_failed(&e, 1)),
+                });
+            }
+            committed
+        }
         Err(e) => {
-            // The batches are valid; the database could not take them now (a
-            // restart, a lost connection, a full disk). UNAVAILABLE tells the
-            // device to keep them and retry: their reports are already
-            // randomized and paid for, and the batch id makes a retry count
-            // once even if this commit did land.
-            tracing::error!(error = %e, batches = batches.len(), "group commit failed");
             for ack in acks {
-                let _ = ack.send(Err(ServiceError::Unavailable(
-                    "the database could not commit the batch; retry it".into(),
-                )));
+                let _ = ack.send(Err(commit_failed(&e, batches.len())));
             }
             false
         }
+    }
+}
+
+/// The answer to batches whose commit failed with `e`. A transient failure
+/// (the database restarting, unreachable, out of space) is UNAVAILABLE: the
+/// batches are valid, and the device keeps them and retries (their reports
+/// are already randomized and paid for; the batch id makes a retry count once
+/// even if the failed commit did land). A batch the database refuses by
+/// itself for any other reason is INTERNAL, which devices do not retry, so it
+/// cannot block their queue forever.
+fn commit_failed(e: &StoreError, batches: usize) -> ServiceError {
+    if e.is_transient() {
+        tracing::error!(error = %e, batches, "commit failed; the devices will retry");
+        ServiceError::Unavailable("the database could not commit the batch now; retry it".into())
+    } else {
+        tracing::error!(error = %e, batches, "the database refused the batch");
+        ServiceError::Internal("the database refused the batch".into())
     }
 }
 
@@ -560,6 +588,68 @@ mod tests {
         assert!(matches!(err, ServiceError::Unavailable(_)), "{err}");
         let code = tonic::Status::from(err).code();
         assert!(ldp_sdk::client::is_retryable(code), "{code:?}");
+    }
+
+    /// Regression (review): with every failed commit answered UNAVAILABLE, a
+    /// batch the database refuses every time failed the whole group it landed
+    /// in, at every retry of every device. A group that fails for a reason
+    /// other than the database's state is committed batch by batch: the
+    /// refused batch alone is INTERNAL (not retried), the others are stored.
+    #[tokio::test]
+    async fn a_batch_the_database_always_refuses_fails_alone() {
+        let ingest = ingest_with(spec_with_epochs(MechanismSpec::Grr { domain_size: 4 }));
+        let batch = |id: u8| {
+            let mut request = request(&Report::Index(1), [1_000_050].into_iter());
+            request.batch_id = vec![id; 16];
+            ingest.validate(request, 1_000_100).unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = crate::store::sqlite::SqliteStore::open(&path)
+            .await
+            .unwrap();
+        let mut conn = sqlx::ConnectOptions::connect(
+            &sqlx::sqlite::SqliteConnectOptions::new().filename(&path),
+        )
+        .await
+        .unwrap();
+        sqlx::raw_sql(
+            "CREATE TRIGGER poison BEFORE INSERT ON batches WHEN NEW.batch_id = zeroblob(16) \
+             BEGIN SELECT RAISE(ABORT, 'poisoned batch'); END",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::Connection::close(conn).await.unwrap();
+
+        let (acks, dones): (Vec<_>, Vec<_>) = (0..3).map(|_| oneshot::channel()).unzip();
+        let group = [batch(1), batch(0), batch(2)]
+            .into_iter()
+            .zip(acks)
+            .collect();
+        assert!(commit_group(&store, &ClosedEpochs::default(), group).await);
+        let mut results = Vec::new();
+        for done in dones {
+            results.push(done.await.unwrap());
+        }
+        assert!(matches!(results[0], Ok(true)), "{:?}", results[0]);
+        assert!(
+            matches!(results[1], Err(ServiceError::Internal(_))),
+            "{:?}",
+            results[1]
+        );
+        assert!(matches!(results[2], Ok(true)), "{:?}", results[2]);
+        let code = tonic::Status::from(results.remove(1).unwrap_err()).code();
+        assert!(!ldp_sdk::client::is_retryable(code), "{code:?}");
+        // The two good batches are stored (a repeat is a duplicate); the
+        // refused one is not.
+        let again = store
+            .commit_batches(&[batch(1), batch(2)], 0)
+            .await
+            .unwrap();
+        assert_eq!(again, [false, false]);
+        let (stats, _) = store.load_stats(1, 1, None, 4).await.unwrap();
+        assert_eq!(stats.reports, 2);
     }
 
     /// Regression: Admin.CloseEpoch with epoch 2^64 - 1 reached the store, whose

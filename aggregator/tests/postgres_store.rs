@@ -8,8 +8,8 @@
 //! fits), commit groups racing over shared batch ids, opening read-only
 //! without migrating (and refusing another schema version), the one-server
 //! lock and its loss, the schema pinned at open, Admin names with control
-//! characters refused alike, a failed commit answered as retryable (and the
-//! retry counted once), and a server over gRPC on PostgreSQL.
+//! characters refused alike, a commit cut off by a restart answered as
+//! retryable (and the retry counted once), and a server over gRPC on PostgreSQL.
 //!
 //! PostgreSQL comes from `LDP_TEST_POSTGRES_URL` (a database the tests may
 //! create schemas in; `.ci/run` starts a throwaway cluster and sets it). Each
@@ -55,6 +55,7 @@ const PG_ONLY_TESTS: &[&str] = &[
     "the_schema_is_pinned_at_open",
     "the_store_serves_the_schema_its_lock_names",
     "server_lock_check_fails_once_its_session_releases_it",
+    "a_commit_cut_off_by_a_restart_is_retryable_and_counts_once",
 ];
 
 /// A PostgreSQL schema of its own for one test, dropped when this is dropped
@@ -1274,97 +1275,124 @@ async fn the_store_serves_the_schema_its_lock_names() {
 /// Regression: a failed group commit answered INTERNAL, which devices take as
 /// a permanent refusal, so a database that was briefly unusable (a restart, a
 /// failover, a lost connection) made them drop batches they had already
-/// randomized and paid for. Here the `batches` table is renamed away under a
-/// running server: a Submit then fails with a retryable code and stores
-/// nothing; once the table is back, the same batch is stored, a repeat of it
-/// counts once, and nothing acknowledged before is lost.
-#[tokio::test]
-async fn a_failed_commit_is_retryable_and_the_retry_counts_once() {
-    for b in backends().await {
-        b.store.close().await.unwrap();
-        let token = Token::generate();
-        let server = Server::start(Config::new(
-            "127.0.0.1:0".parse().unwrap(),
-            b.reopen.clone(),
-            &token,
-        ))
+/// randomized and paid for. Here the server's commit waits on a lock the test
+/// holds on `batches`, and the test then terminates that backend, as a
+/// restart would: the Submit fails with UNAVAILABLE (retryable) and stores
+/// nothing; the retry is stored, a repeat of it counts once, and nothing
+/// acknowledged before is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_cut_off_by_a_restart_is_retryable_and_counts_once() {
+    let Some(schema) = PgSchema::create().await else {
+        return;
+    };
+    let token = Token::generate();
+    let server = Server::start(Config::new(
+        "127.0.0.1:0".parse().unwrap(),
+        Database::Postgres(Box::new(schema.options.clone())),
+        &token,
+    ))
+    .await
+    .unwrap();
+    let conn = ConnectArgs {
+        connect: server.url(),
+        token: Some(token.expose().to_string()),
+        token_file: None,
+        ca_cert: None,
+    };
+    let spec = MetricSpec::new(
+        "color",
+        Epsilon::new(1.0).unwrap(),
+        MechanismSpec::Grr { domain_size: 3 },
+    );
+    let created = conn
+        .admin()
+        .await
+        .unwrap()
+        .create_metric(pb::CreateMetricRequest {
+            spec: Some(wire::metric_to_proto(&spec).unwrap()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let spec = wire::metric_from_proto(created.metric.unwrap()).unwrap();
+    let mechanism: Mechanism = spec.mechanism().unwrap();
+    let header = ReportHeader {
+        metric_id: spec.metric_id,
+        metric_version: spec.version,
+        epoch: 0,
+    };
+    let mut rng = LdpRng::seeded_for_simulation(9);
+    let mut request = |id: &[u8], n: u32| pb::SubmitRequest {
+        batch_id: id.to_vec(),
+        reports: (0..n)
+            .map(|i| {
+                let report = mechanism.encode_index(i % 3, &mut rng).unwrap();
+                wire::report_to_proto(header, &report).unwrap()
+            })
+            .collect(),
+    };
+    let (first, second) = (
+        request(b"retry-test-batch-0001", 40),
+        request(b"retry-test-batch-0002", 60),
+    );
+    let mut collector = pb::collector_client::CollectorClient::connect(server.url())
         .await
         .unwrap();
-        let conn = ConnectArgs {
-            connect: server.url(),
-            token: Some(token.expose().to_string()),
-            token_file: None,
-            ca_cert: None,
-        };
-        let spec = MetricSpec::new(
-            "color",
-            Epsilon::new(1.0).unwrap(),
-            MechanismSpec::Grr { domain_size: 3 },
-        );
-        let created = conn
-            .admin()
-            .await
-            .unwrap()
-            .create_metric(pb::CreateMetricRequest {
-                spec: Some(wire::metric_to_proto(&spec).unwrap()),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let spec = wire::metric_from_proto(created.metric.unwrap()).unwrap();
-        let mechanism: Mechanism = spec.mechanism().unwrap();
-        let header = ReportHeader {
-            metric_id: spec.metric_id,
-            metric_version: spec.version,
-            epoch: 0,
-        };
-        let mut rng = LdpRng::seeded_for_simulation(9);
-        let mut request = |id: &[u8], n: u32| pb::SubmitRequest {
-            batch_id: id.to_vec(),
-            reports: (0..n)
-                .map(|i| {
-                    let report = mechanism.encode_index(i % 3, &mut rng).unwrap();
-                    wire::report_to_proto(header, &report).unwrap()
-                })
-                .collect(),
-        };
-        let (first, second) = (
-            request(b"retry-test-batch-0001", 40),
-            request(b"retry-test-batch-0002", 60),
-        );
-        let mut collector = pb::collector_client::CollectorClient::connect(server.url())
+    let ack = collector.submit(first).await.unwrap().into_inner();
+    assert_eq!((ack.accepted, ack.duplicate), (40, false));
+
+    let mut holder = schema.options.connect().await.unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE batches IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let submit = tokio::spawn({
+        let (mut collector, second) = (collector.clone(), second.clone());
+        async move { collector.submit(second).await }
+    });
+    // The server's backend waiting for the lock on this schema's `batches`.
+    let waiting = async {
+        loop {
+            let pid: Option<i32> = sqlx::query_scalar(
+                "SELECT pid FROM pg_locks WHERE NOT granted AND relation = 'batches'::regclass",
+            )
+            .fetch_optional(&mut holder)
             .await
             .unwrap();
-        let ack = collector.submit(first).await.unwrap().into_inner();
-        assert_eq!((ack.accepted, ack.duplicate), (40, false), "{}", b.name);
+            if let Some(pid) = pid {
+                return pid;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    let pid = tokio::time::timeout(std::time::Duration::from_secs(30), waiting)
+        .await
+        .expect("the commit never waited for the lock");
+    terminate_backend(&schema, pid).await;
+    let status = submit.await.unwrap().unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(ldp_sdk::client::is_retryable(status.code()));
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    holder.close().await.unwrap();
 
-        run_sql(&b, "ALTER TABLE batches RENAME TO batches_away").await;
-        let status = collector.submit(second.clone()).await.unwrap_err();
-        assert_eq!(
-            status.code(),
-            tonic::Code::Unavailable,
-            "{}: {status:?}",
-            b.name
-        );
-        assert!(ldp_sdk::client::is_retryable(status.code()), "{}", b.name);
-        run_sql(&b, "ALTER TABLE batches_away RENAME TO batches").await;
-
-        let ack = collector.submit(second.clone()).await.unwrap().into_inner();
-        assert_eq!((ack.accepted, ack.duplicate), (60, false), "{}", b.name);
-        let ack = collector.submit(second).await.unwrap().into_inner();
-        assert_eq!((ack.accepted, ack.duplicate), (0, true), "{}", b.name);
-        let estimate = conn
-            .analytics()
-            .await
-            .unwrap()
-            .estimate_frequencies(pb::EstimateRequest {
-                metric: "color".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(estimate.reports, 100, "{}", b.name);
-        server.shutdown().await.unwrap();
-    }
+    let ack = collector.submit(second.clone()).await.unwrap().into_inner();
+    assert_eq!((ack.accepted, ack.duplicate), (60, false));
+    let ack = collector.submit(second).await.unwrap().into_inner();
+    assert_eq!((ack.accepted, ack.duplicate), (0, true));
+    let estimate = conn
+        .analytics()
+        .await
+        .unwrap()
+        .estimate_frequencies(pb::EstimateRequest {
+            metric: "color".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(estimate.reports, 100);
+    server.shutdown().await.unwrap();
 }

@@ -79,6 +79,58 @@ pub enum StoreError {
     LockLost(String),
 }
 
+impl StoreError {
+    /// Whether the failure lies in the database's state at the time rather
+    /// than in the work asked of it: unreachable, restarting or failing over,
+    /// out of connections, space or memory, busy, a lost serialization race.
+    /// The same work may then succeed when retried; anything else (a value the
+    /// database refuses, corrupt rows, a schema mismatch) would fail again.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Database(e) => sqlx_error_is_transient(e),
+            Self::LockLost(_) => true,
+            Self::Migrate(_)
+            | Self::Corrupt(_)
+            | Self::OutOfRange(_)
+            | Self::Address(_)
+            | Self::Schema(_) => false,
+        }
+    }
+}
+
+fn sqlx_error_is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed => true,
+        sqlx::Error::Database(db) => {
+            if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                // SQLSTATE classes 08 (connection), 53 (insufficient
+                // resources), 57P (shutdown, restart); serialization failure,
+                // deadlock, read-only transaction (a standby after failover),
+                // lock not available, I/O error.
+                let code = pg.code();
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || code.starts_with("57P")
+                    || matches!(code, "40001" | "40P01" | "25006" | "55P03" | "58030")
+            } else if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // The primary result code is the low byte of the extended one:
+                // BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN.
+                db.code()
+                    .and_then(|c| c.parse::<i32>().ok())
+                    .is_some_and(|c| matches!(c & 0xff, 5 | 6 | 7 | 8 | 10 | 13 | 14))
+            } else {
+                false
+            }
+        }
+        _ => false,
+    }
+}
+
 /// Which database a server or a report reads: a SQLite file, or a PostgreSQL
 /// database named by a `postgres://` or `postgresql://` URL.
 ///
