@@ -6,6 +6,7 @@
 //! `statistical.rs` and run in release mode.
 
 use ldp_sdk::estimate::Stats;
+use ldp_sdk::mechanism::numeric::Range;
 use ldp_sdk::mechanism::olh::Olh;
 use ldp_sdk::mechanism::{Mechanism, MechanismSpec, Report, sampling};
 use ldp_sdk::{Epsilon, Error, LdpRng};
@@ -257,6 +258,9 @@ fn bad_parameters_are_typed_errors() {
         (f64::NAN, 1.0),
         (0.0, f64::INFINITY),
         (-f64::MAX, f64::MAX),
+        // Beyond 2^53: the server's sums of squared reports could overflow.
+        (0.0, 1e152),
+        (-1e16, 0.0),
     ] {
         for spec in [
             MechanismSpec::Duchi { lo, hi },
@@ -271,6 +275,12 @@ fn bad_parameters_are_typed_errors() {
             assert!(Mechanism::new(spec, e).is_err());
         }
     }
+    // The widest accepted range.
+    let widest = MechanismSpec::Duchi {
+        lo: -Range::MAX_ABS,
+        hi: Range::MAX_ABS,
+    };
+    assert!(Mechanism::new(widest, e).is_ok());
     // Epsilon beyond the limits.
     assert!(Mechanism::new(MechanismSpec::Binary, eps(51.0)).is_err());
     assert!(Mechanism::new(MechanismSpec::Binary, eps(1e-9)).is_err());

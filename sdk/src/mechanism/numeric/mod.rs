@@ -30,7 +30,8 @@ pub mod piecewise;
 use crate::estimate::{Estimate, Stats};
 use crate::{Error, Result};
 
-/// A validated range [lo, hi] with lo < hi, both finite, hi - lo finite.
+/// A validated range [lo, hi] with lo < hi and both within
+/// [`Range::MAX_ABS`] in magnitude.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Range {
     lo: f64,
@@ -40,6 +41,12 @@ pub struct Range {
 }
 
 impl Range {
+    /// The largest magnitude of a bound: 2^53, beyond which doubles no longer
+    /// hold every integer. It keeps the server's running sums of reports and
+    /// of their squares far from the float range (a report is the range
+    /// scaled by at most ~2/epsilon), which PostgreSQL refuses to overflow.
+    pub const MAX_ABS: f64 = 9_007_199_254_740_992.0;
+
     /// Validates the bounds.
     pub fn new(lo: f64, hi: f64) -> Result<Self> {
         if !lo.is_finite() {
@@ -47,6 +54,12 @@ impl Range {
         }
         if !hi.is_finite() {
             return Err(Error::NotFinite(hi));
+        }
+        if lo.abs() > Self::MAX_ABS || hi.abs() > Self::MAX_ABS {
+            return Err(Error::InvalidParameter {
+                name: "range",
+                reason: format!("[{lo}, {hi}]: bounds must lie within ±2^53"),
+            });
         }
         let width = hi - lo;
         if !(width > 0.0 && width.is_finite()) {
