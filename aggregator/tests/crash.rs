@@ -48,6 +48,11 @@ impl Drop for Ldp {
 fn spawn_server(dir: &std::path::Path) -> anyhow::Result<Ldp> {
     let token_file = dir.join("token");
     std::fs::write(&token_file, TOKEN)?;
+    #[cfg(unix)]
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )?;
     let mut child = Command::new(env!("CARGO_BIN_EXE_ldp"))
         .args(["--log", "warn", "serve", "--listen", "127.0.0.1:0", "--db"])
         .arg(dir.join("ldp.db"))

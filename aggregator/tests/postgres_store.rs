@@ -833,6 +833,8 @@ async fn serve_stops_when_its_lock_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "serve-lock-test-token\n").unwrap();
+    #[cfg(unix)]
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let mut child = KillOnDrop(
         std::process::Command::new(env!("CARGO_BIN_EXE_ldp"))
             .args([

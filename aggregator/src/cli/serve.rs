@@ -9,11 +9,17 @@
 //!
 //! The bearer token for Analytics and Admin comes from `--token-file`, else the
 //! `LDP_TOKEN` environment variable, else (SQLite only) the file `<db>.token`
-//! next to the database. When the file (`--token-file` or `<db>.token`) does
-//! not exist, a random token is generated and written there (mode 0600), and
-//! its path is printed. A PostgreSQL URL has no "next to", so with PostgreSQL
-//! `--token-file` or `LDP_TOKEN` is required. The token is resolved before the
-//! database is locked or opened. Only the token's SHA-256 stays in memory.
+//! next to the database. A PostgreSQL URL has no "next to", so with PostgreSQL
+//! `--token-file` or `LDP_TOKEN` is required. A missing `--token-file` is an
+//! error (a secret that failed to be provisioned must not be replaced by a
+//! token nobody has), unless `--create-token-file` asks for it to be created;
+//! a missing `<db>.token` is always created. A created file holds a random
+//! token, is readable by its owner only (mode 0600), and its path is printed;
+//! it appears whole or not at all, and never replaces a file another process
+//! created at the same moment ([`create_token_file`]). On Unix a token file
+//! that its group or others may read or write is refused, as ssh refuses such
+//! a key. The token is resolved before the database is locked or opened. Only
+//! the token's SHA-256 stays in memory.
 //!
 //! Once listening, the command prints `listening on ADDR` on standard output
 //! (useful with `--listen 127.0.0.1:0`).
@@ -58,11 +64,14 @@ pub struct Args {
     /// SQLite database file (created on first start), or a `postgres://` URL.
     #[arg(long, default_value = "ldp.db", value_parser = super::DbValueParser)]
     pub db: Database,
-    /// File holding the bearer token, created with a random one when missing
-    /// (default: `LDP_TOKEN`, else `<db>.token` for SQLite; PostgreSQL needs
-    /// this or `LDP_TOKEN`).
+    /// File holding the bearer token, mode 0600 (default: `LDP_TOKEN`, else
+    /// `<db>.token` for SQLite, created when missing; PostgreSQL needs this or
+    /// `LDP_TOKEN`).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// Create --token-file with a random token when it does not exist.
+    #[arg(long, requires = "token_file")]
+    pub create_token_file: bool,
     /// Most reports accepted in one Submit batch (at least 1).
     #[arg(long, default_value_t = IngestConfig::default().max_batch_reports, value_parser = at_least::<1>)]
     pub max_batch_reports: usize,
@@ -90,7 +99,11 @@ pub struct Args {
 /// Runs the server until a signal.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let env_token = std::env::var("LDP_TOKEN").ok();
-    let token = resolve_token(args.token_file.as_deref(), env_token, &args.db)?;
+    let file = args.token_file.as_deref().map(|path| TokenFile {
+        path,
+        create: args.create_token_file,
+    });
+    let token = resolve_token(file, env_token, &args.db)?;
     let mut lock = lock_database(&args.db).await?;
     let mut config = Config::new(args.listen, lock.served(&args.db)?, &token);
     drop(token);
@@ -259,12 +272,26 @@ fn sibling(db: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(path)
 }
 
+/// `--token-file` and whether `--create-token-file` was given.
+#[derive(Debug, Clone, Copy)]
+struct TokenFile<'a> {
+    path: &'a Path,
+    create: bool,
+}
+
 /// The token from `file`, else `env` (the value of `LDP_TOKEN`), else the
-/// SQLite database's `<db>.token`; a missing file is created with a random
-/// token.
-fn resolve_token(file: Option<&Path>, env: Option<String>, db: &Database) -> anyhow::Result<Token> {
-    if let Some(path) = file {
-        return token_file(path);
+/// SQLite database's `<db>.token`, created when missing.
+fn resolve_token(
+    file: Option<TokenFile<'_>>,
+    env: Option<String>,
+    db: &Database,
+) -> anyhow::Result<Token> {
+    if let Some(TokenFile { path, create }) = file {
+        return if create {
+            token_file_or_create(path)
+        } else {
+            read_token_file(path)
+        };
     }
     if let Some(raw) = env {
         return Token::new(&raw).map_err(anyhow::Error::msg);
@@ -275,40 +302,113 @@ fn resolve_token(file: Option<&Path>, env: Option<String>, db: &Database) -> any
              Admin bearer token (there is no folder to keep <db>.token in)"
         );
     };
-    token_file(&sibling(db, ".token"))
+    token_file_or_create(&sibling(db, ".token"))
 }
 
-/// The token in the file at `path`, or a random one written there (mode 0600)
-/// when the file does not exist.
-fn token_file(path: &Path) -> anyhow::Result<Token> {
-    let token = Token::generate();
-    match write_private(path, token.expose()) {
-        Ok(()) => {
+/// The token in the file at `path`, or a random one in a file created there
+/// ([`create_token_file`]) when none exists. A file another process creates
+/// at the same moment wins, and its token is read.
+fn token_file_or_create(path: &Path) -> anyhow::Result<Token> {
+    match create_token_file(path) {
+        Ok(Some(token)) => {
             eprintln!(
                 "generated a bearer token for Analytics and Admin: {}",
                 path.display()
             );
-            Ok(token)
+            return Ok(token);
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let raw = std::fs::read_to_string(path)
-                .with_context(|| format!("reading token file {}", path.display()))?;
-            Token::new(&raw).map_err(|e| anyhow::anyhow!("token file {}: {e}", path.display()))
+        Ok(None) => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("creating token file {}", path.display()));
         }
-        Err(e) => Err(e).with_context(|| format!("creating token file {}", path.display())),
     }
+    // A file is linked in whole, so it is never empty while ldp creates it;
+    // one being written otherwise (by hand, by an older ldp) gets a moment.
+    let mut raw = read_private(path)?;
+    for _ in 0..10 {
+        if !raw.trim().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        raw = read_private(path)?;
+    }
+    parse_token(path, &raw)
 }
 
-/// Writes `contents` to a new file at `path`, readable by its owner only;
-/// fails with `AlreadyExists` rather than touch an existing file.
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+/// The token in the existing file at `path` ([`read_private`]).
+fn read_token_file(path: &Path) -> anyhow::Result<Token> {
+    parse_token(path, &read_private(path)?)
+}
+
+fn parse_token(path: &Path, raw: &str) -> anyhow::Result<Token> {
+    Token::new(raw).map_err(|e| anyhow::anyhow!("token file {}: {e}", path.display()))
+}
+
+/// The contents of the existing token file at `path`: a missing file names
+/// `--create-token-file`, and on Unix a file its group or others may read or
+/// write is refused.
+fn read_private(path: &Path) -> anyhow::Result<String> {
+    let mut file = match std::fs::File::open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "token file {} does not exist: provision it (mode 0600), or pass \
+             --create-token-file to have a random token written there",
+            path.display()
+        ),
+        opened => opened.with_context(|| format!("opening token file {}", path.display()))?,
+    };
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    writeln!(file, "{contents}")?;
-    file.sync_all()
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file
+            .metadata()
+            .with_context(|| format!("reading token file {}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "token file {} may be read or written by its group or others (mode {:o}); \
+                 run `chmod 600 {}`",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            );
+        }
+    }
+    let mut raw = String::new();
+    std::io::Read::read_to_string(&mut file, &mut raw)
+        .with_context(|| format!("reading token file {}", path.display()))?;
+    Ok(raw)
+}
+
+/// Creates the file `path` holding a random token, readable by its owner
+/// only, or returns `None` when a file is there already. The token is
+/// written to a temporary file in the same folder (mode 0600, synced), which
+/// is then hard-linked to `path`: the link fails when `path` exists and never
+/// replaces it, and `path` never exists without its whole token. The folder is
+/// synced too, so that after a power loss the file is still there for the
+/// clients that were given its token.
+fn create_token_file(path: &Path) -> std::io::Result<Option<Token>> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let token = Token::generate();
+    // `tempfile` creates the file with O_EXCL and, on Unix, mode 0600.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".ldp-token-")
+        .tempfile_in(dir)?;
+    writeln!(tmp, "{}", token.expose())?;
+    tmp.as_file().sync_all()?;
+    let linked = std::fs::hard_link(tmp.path(), path);
+    tmp.close()?;
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(Some(token))
 }
 
 async fn shutdown_signal() -> anyhow::Result<()> {
@@ -329,6 +429,46 @@ async fn shutdown_signal() -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    /// Writes `contents` to a new file at `path` with permission bits `mode`
+    /// (on Unix).
+    fn write_token(path: &Path, contents: &str, mode: u32) {
+        std::fs::write(path, contents).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        #[cfg(not(unix))]
+        let _ = mode;
+    }
+
+    fn given(path: &Path) -> Option<TokenFile<'_>> {
+        Some(TokenFile {
+            path,
+            create: false,
+        })
+    }
+
+    fn created(path: &Path) -> Option<TokenFile<'_>> {
+        Some(TokenFile { path, create: true })
+    }
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// The names in `dir`, sorted (no temporary file may be left behind).
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
     fn postgres_needs_an_explicit_token() {
         let db: Database = "postgres://ldp@localhost/ldp".parse().unwrap();
@@ -337,32 +477,118 @@ mod tests {
         assert!(resolve_token(None, Some("from-env".into()), &db).is_ok());
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("t");
-        std::fs::write(&file, "from-file\n").unwrap();
-        assert!(resolve_token(Some(&file), None, &db).is_ok());
+        write_token(&file, "from-file\n", 0o600);
+        let token = resolve_token(given(&file), None, &db).unwrap();
+        assert_eq!(token.expose(), "from-file");
     }
 
-    /// Regression: `ldp serve --db postgres://... --token-file F` failed with
-    /// "No such file" when F did not exist yet (the README's quick start).
+    /// Regression: a missing `--token-file` (a secret that was not mounted)
+    /// was silently created with a random token nobody had, so every
+    /// Analytics and Admin call failed while the server looked healthy.
     #[test]
-    fn a_missing_token_file_is_created_with_a_random_token() {
+    fn a_missing_token_file_is_an_error_naming_the_flag() {
         let db: Database = "postgres://ldp@localhost/ldp".parse().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("ldp.token");
-        let generated = resolve_token(Some(&file), None, &db).unwrap();
+        let err = format!("{:#}", resolve_token(given(&file), None, &db).unwrap_err());
+        assert!(
+            err.contains("does not exist") && err.contains("--create-token-file"),
+            "{err}"
+        );
+        assert!(!file.exists(), "the refused file was created");
+    }
+
+    /// `--create-token-file` creates a missing file (mode 0600, nothing else
+    /// left in its folder) and later starts, with or without the flag, reuse it.
+    #[test]
+    fn create_token_file_creates_a_private_file_and_reuses_it() {
+        let db: Database = "postgres://ldp@localhost/ldp".parse().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ldp.token");
+        let generated = resolve_token(created(&file), None, &db).unwrap();
         #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(names(dir.path()), ["ldp.token"]);
+        for again in [created(&file), given(&file)] {
+            let again = resolve_token(again, None, &db).unwrap();
+            assert_eq!(again.expose(), generated.expose());
         }
-        let again = resolve_token(Some(&file), None, &db).unwrap();
-        assert_eq!(again.expose(), generated.expose());
         let missing_dir = dir.path().join("nowhere").join("ldp.token");
         let err = format!(
             "{:#}",
-            resolve_token(Some(&missing_dir), None, &db).unwrap_err()
+            resolve_token(created(&missing_dir), None, &db).unwrap_err()
         );
         assert!(err.contains("creating token file"), "{err}");
+    }
+
+    /// Regression: a second server creating the same token file at the same
+    /// moment read it empty (it existed before its token was written) and
+    /// failed with "the token is empty". Every racer gets the one token.
+    #[test]
+    fn racing_creators_all_get_the_one_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ldp.token");
+        let barrier = std::sync::Barrier::new(8);
+        let tokens: Vec<String> = std::thread::scope(|scope| {
+            let racers: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        barrier.wait();
+                        token_file_or_create(&file).unwrap().expose().to_owned()
+                    })
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        assert!(tokens.iter().all(|t| *t == tokens[0]), "{tokens:?}");
+        assert_eq!(names(dir.path()), ["ldp.token"]);
+        let stored = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(stored.trim(), tokens[0]);
+    }
+
+    /// A token file that exists but is still empty (being written by other
+    /// means) is read again for a moment before it counts as empty.
+    #[test]
+    fn an_empty_token_file_is_read_again_for_a_moment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ldp.token");
+        write_token(&file, "", 0o600);
+        let writer = std::thread::spawn({
+            let file = file.clone();
+            move || {
+                std::thread::sleep(Duration::from_millis(300));
+                std::fs::write(&file, "written-late\n").unwrap();
+            }
+        });
+        let token = token_file_or_create(&file).unwrap();
+        writer.join().unwrap();
+        assert_eq!(token.expose(), "written-late");
+        std::fs::write(&file, "").unwrap();
+        let err = format!("{:#}", token_file_or_create(&file).unwrap_err());
+        assert!(err.contains("the token is empty"), "{err}");
+    }
+
+    /// Regression: a token file anyone could read (or write, choosing the
+    /// token) was accepted.
+    #[cfg(unix)]
+    #[test]
+    fn a_token_file_others_may_read_is_refused() {
+        let db: Database = "postgres://ldp@localhost/ldp".parse().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ldp.token");
+        for bad in [0o644, 0o640, 0o604, 0o620, 0o602] {
+            write_token(&file, "shared\n", bad);
+            for flags in [given(&file), created(&file)] {
+                let err = format!("{:#}", resolve_token(flags, None, &db).unwrap_err());
+                assert!(
+                    err.contains(&format!("chmod 600 {}", file.display())),
+                    "{bad:o}: {err}"
+                );
+            }
+            std::fs::remove_file(&file).unwrap();
+        }
+        write_token(&file, "private\n", 0o400);
+        assert!(resolve_token(given(&file), None, &db).is_ok());
     }
 
     #[test]
@@ -371,6 +597,9 @@ mod tests {
         let db = Database::Sqlite(dir.path().join("x.db"));
         let generated = resolve_token(None, None, &db).unwrap();
         assert!(dir.path().join("x.db.token").is_file());
+        #[cfg(unix)]
+        assert_eq!(mode(&dir.path().join("x.db.token")), 0o600);
+        assert_eq!(names(dir.path()), ["x.db.token"]);
         let again = resolve_token(None, None, &db).unwrap();
         assert_eq!(again.expose(), generated.expose());
     }
@@ -421,6 +650,16 @@ mod tests {
         assert!(matches!(report.args.db, Database::Postgres(_)));
         let file = <Serve as clap::Parser>::try_parse_from(["ldp"]).unwrap();
         assert!(matches!(file.args.db, Database::Sqlite(p) if p == Path::new("ldp.db")));
+        assert!(!file.args.create_token_file);
+        let created = <Serve as clap::Parser>::try_parse_from([
+            "ldp",
+            "--token-file",
+            "t",
+            "--create-token-file",
+        ])
+        .unwrap();
+        assert!(created.args.create_token_file);
+        assert!(<Serve as clap::Parser>::try_parse_from(["ldp", "--create-token-file"]).is_err());
     }
 
     /// Regression: `--lock-check-seconds 18446744073709551615` was accepted
