@@ -7,9 +7,10 @@
 //! by release id, concurrent releases never both spend a budget only one
 //! fits), commit groups racing over shared batch ids, opening read-only
 //! without migrating (and refusing another schema version), the one-server
-//! lock and its loss, the schema pinned at open, Admin names with control
-//! characters refused alike, a commit cut off by a restart answered as
-//! retryable (and the retry counted once), and a server over gRPC on PostgreSQL.
+//! lock and its loss, the schema pinned at open, Admin writes waiting on a
+//! lock not holding up group commits, Admin names with control characters
+//! refused alike, a commit cut off by a restart answered as retryable (and
+//! the retry counted once), and a server over gRPC on PostgreSQL.
 //!
 //! PostgreSQL comes from `LDP_TEST_POSTGRES_URL` (a database the tests may
 //! create schemas in; `.ci/run` starts a throwaway cluster and sets it). Each
@@ -50,6 +51,7 @@ const PG_ONLY_TESTS: &[&str] = &[
     "server_lock_check_fails_once_its_backend_is_gone",
     "serve_stops_when_its_lock_is_lost",
     "writes_are_read_committed_whatever_the_session_default",
+    "admin_writes_waiting_on_a_lock_do_not_hold_up_commits",
     "privacy_report_needs_only_select",
     "server_over_grpc_on_postgres",
     "the_schema_is_pinned_at_open",
@@ -504,11 +506,20 @@ async fn concurrent_releases_never_exceed_the_budget(b: &Backend, tasks: usize, 
 /// for each other rather than deadlock).
 async fn overlapping_groups_count_each_batch_once(b: &Backend, rounds: u8) {
     const N: u8 = 8;
+    // A PostgreSQL store commits one group at a time (its writer task has one
+    // connection), so the groups race through several stores on the schema,
+    // as two servers would; SQLite has one writer per file anyway.
+    let mut stores = vec![Arc::clone(&b.store)];
+    if b.name == "postgres" {
+        for _ in 1..4 {
+            stores.push(b.reopen.open().await.unwrap());
+        }
+    }
     for round in 0..rounds {
         let id = |i: u8| vec![round, i % N];
         let handles: Vec<_> = (0..N)
             .map(|i| {
-                let store = Arc::clone(&b.store);
+                let store = Arc::clone(&stores[usize::from(i) % stores.len()]);
                 let group = [batch(&id(i), 0, &[1, 0]), batch(&id(i + 1), 0, &[0, 1])];
                 tokio::spawn(async move {
                     let fresh = store.commit_batches(&group, 1).await.unwrap();
@@ -530,6 +541,9 @@ async fn overlapping_groups_count_each_batch_once(b: &Backend, rounds: u8) {
         for (batch_id, n) in &fresh_count {
             assert_eq!(*n, 1, "{}: batch {batch_id:?} fresh {n} times", b.name);
         }
+    }
+    for store in &stores[1..] {
+        store.close().await.unwrap();
     }
     // Each id was committed once with one report, to cell 0 or cell 1
     // depending on which group won it; together every batch counts once.
@@ -878,6 +892,86 @@ async fn serve_stops_when_its_lock_is_lost() {
     let again = ServerLock::try_acquire(&schema.options).await.unwrap();
     assert!(again.is_some(), "the stopped server's lock was still held");
     again.unwrap().release().await.unwrap();
+}
+
+/// Regression: the writer task's group commits shared the write pool with
+/// Admin writes, so Admin writes queued behind a ledger table lock held every
+/// connection and a commit waited up to the 30 s acquire timeout. Here more
+/// Admin writes than the write pool holds wait on a lock the test keeps on
+/// `dataset_budgets`, and a group commit must still go through at once.
+#[tokio::test]
+async fn admin_writes_waiting_on_a_lock_do_not_hold_up_commits() {
+    let Some(schema) = PgSchema::create().await else {
+        return;
+    };
+    let store: Arc<dyn Store> =
+        Arc::new(PostgresStore::open(schema.options.clone()).await.unwrap());
+    let mut blocker = schema.options.connect().await.unwrap();
+    let blocker_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut blocker)
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE dataset_budgets IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let budget = Budget::new(1.0, 1e-5).unwrap();
+    let admin_writes: Vec<_> = (0..6)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .set_dataset_budget(&format!("d{i}"), budget, 1)
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .collect();
+    // Wait until the Admin writes are blocked on the lock (and so hold their
+    // connections), then a moment for the rest to queue for the pool.
+    let mut watcher = schema.admin.connect().await.unwrap();
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+        )
+        .bind(blocker_pid)
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let committed = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        store.commit_batches(&[batch(b"x", 0, &[1])], 1),
+    )
+    .await;
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        store.close_epoch(1, 7, 1),
+    )
+    .await;
+    let still_waiting = admin_writes.iter().all(|h| !h.is_finished());
+    sqlx::raw_sql("COMMIT").execute(&mut blocker).await.unwrap();
+    blocker.close().await.unwrap();
+    watcher.close().await.unwrap();
+    for h in admin_writes {
+        h.await
+            .unwrap()
+            .expect("an Admin write failed once the lock was released");
+    }
+    store.close().await.unwrap();
+    let fresh = committed
+        .expect("the group commit waited for a connection behind Admin writes")
+        .unwrap();
+    assert_eq!(fresh, [true]);
+    closed
+        .expect("closing an epoch waited for a connection behind Admin writes")
+        .unwrap();
+    assert!(still_waiting, "the Admin writes did not wait on the lock");
 }
 
 /// A session whose default isolation is SERIALIZABLE (as a role or database

@@ -46,10 +46,11 @@
 //!   before it started).
 //! - Reads that span two statements ([`Store::load_stats`],
 //!   [`LedgerStore::load_ledger`]) run in one `REPEATABLE READ` snapshot.
-//! - Writes and reads use separate pools (as
-//!   [`SqliteStore`](super::sqlite::SqliteStore)'s write and read pools), so
-//!   however many slow Analytics reads run, a group commit never waits for a
-//!   connection behind them.
+//! - The writer task's group commits and epoch closes have a pool of their
+//!   own ([`COMMIT_POOL_SIZE`]); Admin writes and the raw-report purge use
+//!   another ([`WRITE_POOL_SIZE`]), and reads a third ([`READ_POOL_SIZE`]). So
+//!   however many slow Analytics reads or Admin writes waiting on a table lock
+//!   run, a group commit never waits for a connection behind them.
 //!
 //! # One server per schema
 //! The server caches metrics, device budgets and closed epochs in memory, so
@@ -82,9 +83,15 @@ const MAX_BINDS: usize = 65_535;
 /// second is a hash of the schema.
 const SERVER_LOCK_CLASS: i32 = 0x006c_6470;
 
-/// Connections of the write pool: the writer task's group commits and epoch
-/// closes, and Admin writes. Reads never take one, so slow Analytics reads
-/// cannot make a commit wait (and time out) for a connection.
+/// Connections of the commit pool: the writer task's group commits and epoch
+/// closes ([`Store::commit_batches`], [`Store::close_epoch`]) and nothing else.
+/// The writer task runs one at a time, so one connection is enough, and no
+/// read or Admin write can make a commit wait (and time out) for one.
+const COMMIT_POOL_SIZE: u32 = 1;
+
+/// Connections of the write pool: Admin writes (metrics, the privacy ledger,
+/// device budgets) and the raw-report purge, never a group commit, so Admin
+/// writes queued behind a ledger lock cannot hold up ingestion.
 const WRITE_POOL_SIZE: u32 = 3;
 
 /// Connections of the read pool: concurrent Analytics reads, and the loads
@@ -98,7 +105,9 @@ pub const SERVER_LOCK_APPLICATION_NAME: &str = "ldp server lock";
 /// A [`Store`] on one PostgreSQL schema.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
-    /// Every write (see [`WRITE_POOL_SIZE`]).
+    /// Group commits and epoch closes (see [`COMMIT_POOL_SIZE`]).
+    commit: PgPool,
+    /// Every other write (see [`WRITE_POOL_SIZE`]).
     write: PgPool,
     /// Every read (see [`READ_POOL_SIZE`]).
     read: PgPool,
@@ -203,12 +212,19 @@ impl PostgresStore {
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&write).await?;
+        let commit = PgPoolOptions::new()
+            .max_connections(COMMIT_POOL_SIZE)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await?;
         let read = PgPoolOptions::new()
             .max_connections(READ_POOL_SIZE)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await?;
         Ok(Self {
+            commit,
             write,
             read,
             schema,
@@ -238,6 +254,7 @@ impl PostgresStore {
             return Err(e);
         }
         Ok(Self {
+            commit: pool.clone(),
             write: pool.clone(),
             read: pool,
             schema,
@@ -274,7 +291,7 @@ impl PostgresStore {
         batches: &[BatchDelta],
         now: i64,
     ) -> Result<Vec<bool>, StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.commit.begin().await?;
         let fresh = portable::commit_batches::<Postgres>(&mut tx, batches, now, MAX_BINDS).await?;
         tx.commit().await?;
         Ok(fresh)
@@ -362,7 +379,7 @@ impl Store for PostgresStore {
 
     fn close_epoch(&self, metric_id: u32, epoch: u64, now: i64) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            let mut conn = self.write.acquire().await?;
+            let mut conn = self.commit.acquire().await?;
             portable::close_epoch::<Postgres>(&mut conn, metric_id, epoch, now).await
         })
     }
@@ -381,6 +398,7 @@ impl Store for PostgresStore {
 
     fn close(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
+            self.commit.close().await;
             self.write.close().await;
             self.read.close().await;
             Ok(())
