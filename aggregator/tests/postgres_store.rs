@@ -28,7 +28,7 @@ use ldp_aggregator::accountant::AccountantError;
 use ldp_aggregator::accountant::ledger::{Budget, PrivacyLedger, Release};
 use ldp_aggregator::cli::connect::ConnectArgs;
 use ldp_aggregator::cli::privacy_report;
-use ldp_aggregator::server::{Config, Server};
+use ldp_aggregator::server::{Config, RunningServer, Server};
 use ldp_aggregator::service::auth::Token;
 use ldp_aggregator::store::postgres::{PostgresStore, ServerLock};
 use ldp_aggregator::store::sqlite::SqliteStore;
@@ -696,12 +696,7 @@ async fn admin_names_with_control_characters_are_invalid_on_both_stores() {
         ))
         .await
         .unwrap();
-        let conn = ConnectArgs {
-            connect: server.url(),
-            token: Some(token.expose().to_string()),
-            token_file: None,
-            ca_cert: None,
-        };
+        let conn = connect_args(&server, &token);
         let mut admin = conn.admin().await.unwrap();
         let budget = |dataset: &str| pb::SetDatasetBudgetRequest {
             dataset: dataset.into(),
@@ -765,6 +760,43 @@ async fn lock_holder(schema: &PgSchema) -> Option<i32> {
     .unwrap();
     conn.close().await.unwrap();
     pid
+}
+
+/// Client settings for `server`, with its bearer token.
+fn connect_args(server: &RunningServer, token: &Token) -> ConnectArgs {
+    ConnectArgs {
+        connect: server.url(),
+        token: Some(token.expose().to_string()),
+        token_file: None,
+        ca_cert: None,
+    }
+}
+
+/// Creates the GRR metric "color" (3 values) over Admin; returns its
+/// mechanism and the header of its reports in epoch 0.
+async fn create_color_metric(conn: &ConnectArgs, epsilon: f64) -> (Mechanism, ReportHeader) {
+    let spec = MetricSpec::new(
+        "color",
+        Epsilon::new(epsilon).unwrap(),
+        MechanismSpec::Grr { domain_size: 3 },
+    );
+    let created = conn
+        .admin()
+        .await
+        .unwrap()
+        .create_metric(pb::CreateMetricRequest {
+            spec: Some(wire::metric_to_proto(&spec).unwrap()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let spec = wire::metric_from_proto(created.metric.unwrap()).unwrap();
+    let header = ReportHeader {
+        metric_id: spec.metric_id,
+        metric_version: spec.version,
+        epoch: 0,
+    };
+    (spec.mechanism().unwrap(), header)
 }
 
 /// Ends the backend `pid` as a restart or `idle_session_timeout` would.
@@ -1143,34 +1175,8 @@ async fn server_over_grpc_on_postgres() {
         ))
     };
     let server = start().await.unwrap();
-    let conn = ConnectArgs {
-        connect: server.url(),
-        token: Some(token.expose().to_string()),
-        token_file: None,
-        ca_cert: None,
-    };
-    let spec = MetricSpec::new(
-        "color",
-        Epsilon::new(8.0).unwrap(),
-        MechanismSpec::Grr { domain_size: 3 },
-    );
-    let created = conn
-        .admin()
-        .await
-        .unwrap()
-        .create_metric(pb::CreateMetricRequest {
-            spec: Some(wire::metric_to_proto(&spec).unwrap()),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let spec = wire::metric_from_proto(created.metric.unwrap()).unwrap();
-    let mechanism: Mechanism = spec.mechanism().unwrap();
-    let header = ReportHeader {
-        metric_id: spec.metric_id,
-        metric_version: spec.version,
-        epoch: 0,
-    };
+    let conn = connect_args(&server, &token);
+    let (mechanism, header) = create_color_metric(&conn, 8.0).await;
     let mut rng = LdpRng::seeded_for_simulation(5);
     let reports: Vec<pb::Report> = (0..300)
         .map(|i| {
@@ -1389,34 +1395,8 @@ async fn a_commit_cut_off_by_a_restart_is_retryable_and_counts_once() {
     ))
     .await
     .unwrap();
-    let conn = ConnectArgs {
-        connect: server.url(),
-        token: Some(token.expose().to_string()),
-        token_file: None,
-        ca_cert: None,
-    };
-    let spec = MetricSpec::new(
-        "color",
-        Epsilon::new(1.0).unwrap(),
-        MechanismSpec::Grr { domain_size: 3 },
-    );
-    let created = conn
-        .admin()
-        .await
-        .unwrap()
-        .create_metric(pb::CreateMetricRequest {
-            spec: Some(wire::metric_to_proto(&spec).unwrap()),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let spec = wire::metric_from_proto(created.metric.unwrap()).unwrap();
-    let mechanism: Mechanism = spec.mechanism().unwrap();
-    let header = ReportHeader {
-        metric_id: spec.metric_id,
-        metric_version: spec.version,
-        epoch: 0,
-    };
+    let conn = connect_args(&server, &token);
+    let (mechanism, header) = create_color_metric(&conn, 1.0).await;
     let mut rng = LdpRng::seeded_for_simulation(9);
     let mut request = |id: &[u8], n: u32| pb::SubmitRequest {
         batch_id: id.to_vec(),
