@@ -29,6 +29,9 @@ async fn main() -> ExitCode {
     }
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
+        // `writeln!` to a stdout whose reader has gone (`ldp ... | head -1`):
+        // stop quietly, as `println!` does through the panic hook below.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         // One line with the whole cause chain; no backtrace for user errors.
         Err(e) => {
             eprintln!("error: {}", describe(&e));
@@ -55,6 +58,15 @@ fn describe(e: &anyhow::Error) -> String {
         previous = text;
     }
     parts.join(": ")
+}
+
+/// Whether `e` comes from writing to a closed pipe.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Colour log lines only on a terminal, and never when `NO_COLOR` is set to a

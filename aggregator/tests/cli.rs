@@ -231,7 +231,8 @@ async fn bad_inputs_fail_with_one_clear_line() -> anyhow::Result<()> {
 }
 
 /// Regression: `ldp metric list | head -1` panicked with "failed printing to
-/// stdout: Broken pipe" and a backtrace once `head` had exited.
+/// stdout: Broken pipe" and a backtrace once `head` had exited; `ldp rappor
+/// decode ... | head -1` failed with "error: Broken pipe".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn output_to_a_closed_pipe_stops_quietly() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -270,6 +271,32 @@ async fn output_to_a_closed_pipe_stops_quietly() -> anyhow::Result<()> {
         assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
         assert!(stderr.is_empty(), "{args:?}: {stderr}");
     }
+    // `ldp rappor decode | head -1`: the first line is read, then the pipe
+    // closes while later lines are written with `writeln!`, whose error was
+    // printed as "error: Broken pipe (os error 32)" with a failure exit.
+    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/rappor/words-small");
+    let mut command = ldp(&server, &["--log", "warn", "rappor", "decode"]);
+    command
+        .arg("--params")
+        .arg(case.join("params.csv"))
+        .arg("--counts")
+        .arg(case.join("counts.csv"))
+        .arg("--candidates")
+        .arg(case.join("candidates.txt"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = tokio::task::spawn_blocking(move || -> std::io::Result<Output> {
+        use std::io::BufRead;
+        let mut child = command.spawn()?;
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut first)?;
+        assert!(first.contains("reports in 64 cohorts"), "{first}");
+        child.wait_with_output()
+    })
+    .await??;
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{:?} {stderr}", out.status);
+    assert!(stderr.is_empty(), "{stderr}");
     server.shutdown().await?;
     Ok(())
 }
