@@ -69,9 +69,10 @@ pub enum StoreError {
     /// A database address could not be parsed.
     #[error("invalid database address: {0}")]
     Address(String),
-    /// Opening without migrating found a schema other than the one this
-    /// binary's migrations build (older, newer, edited, or not an ldp database).
-    #[error("database schema mismatch: {0}")]
+    /// The database schema cannot be used: opening without migrating found one
+    /// other than this binary's migrations build (older, newer, edited, or not
+    /// an ldp database), or a PostgreSQL `search_path` names no usable schema.
+    #[error("database schema: {0}")]
     Schema(String),
     /// A server lock's session is alive but no longer holds the lock (it was
     /// released behind the holder's back).
