@@ -8,14 +8,15 @@
 //! how a list of epochs is bound.
 
 use ldp_sdk::budget::BudgetPolicy;
+use ldp_sdk::estimate::Stats;
 use ldp_sdk::metric::MetricSpec;
 use sqlx::database::HasStatementCache;
-use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
+use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, QueryBuilder, Type};
 
 use super::ledger::LedgerOutcome;
 use super::rows::{
-    self, CommitPlan, LedgerReader, MetricPlan, ReleasePlan, StatRows, device_policy, parse_spec,
-    rows_per_statement,
+    self, CommitPlan, LedgerReader, MetricPlan, ReleasePlan, StatRows, StatsReader, device_policy,
+    parse_spec, rows_per_statement,
 };
 use super::{BatchDelta, StoreError, from_i64, to_i64};
 use crate::accountant::ledger::{Budget, PrivacyLedger, Release};
@@ -163,6 +164,52 @@ where
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// [`Store::load_stats`](super::Store::load_stats) on `conn`, which the caller
+/// holds in a read transaction, so that totals and counters come from one
+/// snapshot even when a commit lands between the two queries. `only_epochs`
+/// appends the backend's `AND epoch ...` clause, or nothing for every epoch
+/// (the two bind a list differently).
+pub(crate) async fn load_stats<DB>(
+    conn: &mut DB::Connection,
+    metric_id: u32,
+    version: u32,
+    cells: usize,
+    only_epochs: &(dyn Fn(&mut QueryBuilder<DB>) + Sync),
+) -> Result<(Stats, Vec<u64>), StoreError>
+where
+    DB: Database,
+    for<'e> &'e mut DB::Connection: Executor<'e, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> (i64, i64, f64, f64): FromRow<'r, DB::Row>,
+    for<'r> (i64, i64): FromRow<'r, DB::Row>,
+{
+    let filter = |qb: &mut QueryBuilder<DB>| {
+        qb.push(" WHERE metric_id = ")
+            .push_bind(i64::from(metric_id))
+            .push(" AND version = ")
+            .push_bind(i64::from(version));
+        only_epochs(qb);
+    };
+    let mut reader = StatsReader::new(cells);
+    let mut qb = QueryBuilder::<DB>::new("SELECT epoch, reports, sum, sum_sq FROM totals");
+    filter(&mut qb);
+    qb.push(" ORDER BY epoch");
+    let totals: Vec<(i64, i64, f64, f64)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+    for (epoch, reports, sum, sum_sq) in totals {
+        reader.add_total(epoch, reports, sum, sum_sq)?;
+    }
+    let mut qb =
+        QueryBuilder::<DB>::new("SELECT cell, CAST(SUM(n) AS BIGINT) AS n FROM cell_counts");
+    filter(&mut qb);
+    qb.push(" GROUP BY cell");
+    let counts: Vec<(i64, i64)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+    for (cell, n) in counts {
+        reader.set_cell(cell, n)?;
+    }
+    Ok(reader.finish())
 }
 
 /// [`Store::closed_epochs`](super::Store::closed_epochs).

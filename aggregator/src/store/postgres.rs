@@ -305,18 +305,13 @@ impl PostgresStore {
         cells: usize,
     ) -> Result<(Stats, Vec<u64>), StoreError> {
         // The epoch list is bound as one array parameter, however long.
-        let mut reader = StatsReader::new(cells);
-        let epoch_list = match EpochFilter::new(epochs) {
+        let list = match EpochFilter::new(epochs) {
             EpochFilter::All => None,
-            EpochFilter::Nothing => return Ok(reader.finish()),
+            EpochFilter::Nothing => return Ok(StatsReader::new(cells).finish()),
             EpochFilter::Only(list) => Some(list),
         };
-        let epoch_filter = |qb: &mut QueryBuilder<Postgres>| {
-            qb.push(" WHERE metric_id = ")
-                .push_bind(i64::from(metric_id))
-                .push(" AND version = ")
-                .push_bind(i64::from(version));
-            if let Some(list) = &epoch_list {
+        let only = |qb: &mut QueryBuilder<Postgres>| {
+            if let Some(list) = &list {
                 qb.push(" AND epoch = ANY(")
                     .push_bind(list.clone())
                     .push(")");
@@ -326,25 +321,10 @@ impl PostgresStore {
             .read
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await?;
-        let mut qb =
-            QueryBuilder::<Postgres>::new("SELECT epoch, reports, sum, sum_sq FROM totals");
-        epoch_filter(&mut qb);
-        qb.push(" ORDER BY epoch");
-        let totals: Vec<(i64, i64, f64, f64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-        for (epoch, reports, sum, sum_sq) in totals {
-            reader.add_total(epoch, reports, sum, sum_sq)?;
-        }
-        let mut qb = QueryBuilder::<Postgres>::new(
-            "SELECT cell, CAST(SUM(n) AS BIGINT) AS n FROM cell_counts",
-        );
-        epoch_filter(&mut qb);
-        qb.push(" GROUP BY cell");
-        let counts: Vec<(i64, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-        for (cell, n) in counts {
-            reader.set_cell(cell, n)?;
-        }
+        let stats =
+            portable::load_stats::<Postgres>(&mut tx, metric_id, version, cells, &only).await?;
         tx.commit().await?;
-        Ok(reader.finish())
+        Ok(stats)
     }
 }
 

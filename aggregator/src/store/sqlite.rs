@@ -122,46 +122,25 @@ impl SqliteStore {
     ) -> Result<(Stats, Vec<u64>), StoreError> {
         // The epoch list is bound as one JSON array, however long: an `IN (?, ?, ...)`
         // list would hit SQLite's limit of bound parameters.
-        let mut reader = StatsReader::new(cells);
-        let epoch_list = match EpochFilter::new(epochs) {
+        let list = match EpochFilter::new(epochs) {
             EpochFilter::All => None,
-            EpochFilter::Nothing => return Ok(reader.finish()),
+            EpochFilter::Nothing => return Ok(StatsReader::new(cells).finish()),
             EpochFilter::Only(list) => {
                 Some(serde_json::to_string(&list).map_err(|e| StoreError::Corrupt(e.to_string()))?)
             }
         };
-        let epoch_filter = |qb: &mut QueryBuilder<Sqlite>| {
-            qb.push(" WHERE metric_id = ")
-                .push_bind(i64::from(metric_id))
-                .push(" AND version = ")
-                .push_bind(i64::from(version));
-            if let Some(list) = &epoch_list {
+        let only = |qb: &mut QueryBuilder<Sqlite>| {
+            if let Some(list) = &list {
                 qb.push(" AND epoch IN (SELECT value FROM json_each(")
                     .push_bind(list.clone())
                     .push("))");
             }
         };
-        // One read transaction: totals and counters come from the same snapshot
-        // even when a commit lands between the two queries.
         let mut tx = self.read.begin().await?;
-        let mut qb = QueryBuilder::<Sqlite>::new("SELECT epoch, reports, sum, sum_sq FROM totals");
-        epoch_filter(&mut qb);
-        qb.push(" ORDER BY epoch");
-        let totals: Vec<(i64, i64, f64, f64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-        for (epoch, reports, sum, sum_sq) in totals {
-            reader.add_total(epoch, reports, sum, sum_sq)?;
-        }
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "SELECT cell, CAST(SUM(n) AS BIGINT) AS n FROM cell_counts",
-        );
-        epoch_filter(&mut qb);
-        qb.push(" GROUP BY cell");
-        let counts: Vec<(i64, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-        for (cell, n) in counts {
-            reader.set_cell(cell, n)?;
-        }
+        let stats =
+            portable::load_stats::<Sqlite>(&mut tx, metric_id, version, cells, &only).await?;
         tx.commit().await?;
-        Ok(reader.finish())
+        Ok(stats)
     }
 }
 
