@@ -432,6 +432,11 @@ impl ServerLock {
             );
             return Ok(Some(Self { conn, schema }));
         }
+        // The caller's error names the URL; this names the schema it resolved to.
+        tracing::warn!(
+            db = %describe(options, Some(&schema)),
+            "the server lock of this schema is held by another session"
+        );
         conn.close().await?;
         Ok(None)
     }
