@@ -125,6 +125,18 @@ impl PgSchema {
     }
 }
 
+impl PgSchema {
+    /// A schema name `<this schema>_<suffix>` (not created) and connect options
+    /// whose `search_path` puts it in front of this schema: they resolve to
+    /// this schema until that one is created.
+    fn behind(&self, suffix: &str) -> (String, PgConnectOptions) {
+        let front = format!("{}_{suffix}", self.name);
+        let path = format!("{front}, {}", self.name);
+        let options = self.admin.clone().options([("search_path", path.as_str())]);
+        (front, options)
+    }
+}
+
 impl Drop for PgSchema {
     fn drop(&mut self) {
         let (admin, name) = (self.admin.clone(), self.name.clone());
@@ -1255,12 +1267,7 @@ async fn the_schema_is_pinned_at_open() {
     let Some(schema) = PgSchema::create().await else {
         return;
     };
-    let later = format!("{}_later", schema.name);
-    let path = format!("{later}, {}", schema.name);
-    let options = schema
-        .admin
-        .clone()
-        .options([("search_path", path.as_str())]);
+    let (later, options) = schema.behind("later");
     let store = PostgresStore::open(options.clone()).await.unwrap();
     assert_eq!(store.schema(), schema.name);
     assert!(
@@ -1322,12 +1329,7 @@ async fn the_store_serves_the_schema_its_lock_names() {
     let Some(schema) = PgSchema::create().await else {
         return;
     };
-    let front = format!("{}_front", schema.name);
-    let path = format!("{front}, {}", schema.name);
-    let options = schema
-        .admin
-        .clone()
-        .options([("search_path", path.as_str())]);
+    let (front, options) = schema.behind("front");
     let lock = ServerLock::try_acquire(&options).await.unwrap().unwrap();
     assert_eq!(lock.schema(), schema.name);
     let mut admin = schema.admin.connect().await.unwrap();
